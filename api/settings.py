@@ -1,0 +1,44 @@
+"""Settings: one frozen struct, read from the LEDGER_* environment once, then passed down."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import msgspec
+
+DEFAULT_PORT = 8000
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    database_url: str | None = None  # None: an embedded PostgreSQL under data_dir
+    nats_url: str | None = None  # None: an embedded NATS under data_dir
+    admin_key: str | None = None  # None: `make run` generates one and prints it
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    data_dir: Path = Path(".data")
+    schema: str = "public"
+    log_format: str = "auto"  # json | console | auto (console on a TTY)
+    log_level: str = "info"
+
+
+def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if environ is None else environ
+
+    def get(name: str) -> str | None:
+        value = env.get(f"LEDGER_{name}")
+        return value if value else None
+
+    port = get("PORT")
+    return Settings(
+        database_url=get("DATABASE_URL"),
+        nats_url=get("NATS_URL"),
+        admin_key=get("ADMIN_KEY"),
+        host=get("HOST") or "127.0.0.1",
+        port=int(port) if port else DEFAULT_PORT,
+        data_dir=Path(get("DATA_DIR") or ".data"),
+        schema=get("DB_SCHEMA") or "public",
+        log_format=get("LOG_FORMAT") or "auto",
+        log_level=get("LOG_LEVEL") or "info",
+    )

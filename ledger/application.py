@@ -1,0 +1,96 @@
+"""The Ledger application: the event store on PostgreSQL, its mapper and its snapshot store.
+
+Configuration is passed in (a database URL and a schema); the library's habit of reading
+os.environ is switched off, so settings are read once, by api/.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+from uuid import UUID
+
+from eventsourcing.application import Application
+from eventsourcing.domain import Snapshot
+from eventsourcing.persistence import Transcoder
+from eventsourcing.utils import Environment
+
+from ledger.errors import InvalidCommandError
+
+# psycopg connections the writer's thread and the snapshot/lookup calls may hold at once.
+STORE_POOL_SIZE = 4
+STORE_POOL_OVERFLOW = 4
+# Seconds to wait for the events table lock before giving up (the writer then retries).
+STORE_LOCK_TIMEOUT_S = 5
+STORE_CONNECT_TIMEOUT_S = 10
+
+
+def postgres_env(database_url: str, schema: str = "public") -> dict[str, str]:
+    """The library's settings for a `postgresql://user:pw@host:port/db?host=/socket/dir` URL."""
+    parts = urlsplit(database_url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise InvalidCommandError("database URL must start with postgresql://")
+    query = parse_qs(parts.query)
+    host = query.get("host", [parts.hostname or "127.0.0.1"])[0]
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": unquote(parts.path.lstrip("/")) or "postgres",
+        "POSTGRES_HOST": host,
+        "POSTGRES_PORT": str(parts.port or 5432),
+        "POSTGRES_USER": unquote(parts.username or "postgres"),
+        "POSTGRES_PASSWORD": unquote(parts.password or ""),
+        "POSTGRES_SCHEMA": schema,
+        "POSTGRES_POOL_SIZE": str(STORE_POOL_SIZE),
+        "POSTGRES_MAX_OVERFLOW": str(STORE_POOL_OVERFLOW),
+        "POSTGRES_LOCK_TIMEOUT": str(STORE_LOCK_TIMEOUT_S),
+        "POSTGRES_CONNECT_TIMEOUT": str(STORE_CONNECT_TIMEOUT_S),
+        "POSTGRES_PRE_PING": "y",
+        "CREATE_TABLE": "y",
+    }
+
+
+class Ledger(Application[UUID]):
+    """Tables: `ledger_events` (the record, in notification_id order) and `ledger_snapshots`."""
+
+    name = "Ledger"
+    is_snapshotting_enabled = True
+    snapshot_class = Snapshot
+
+    def __init__(self, database_url: str, schema: str = "public") -> None:
+        super().__init__(env=postgres_env(database_url, schema))
+
+    def construct_env(self, name: str, env: Any = None) -> Environment:
+        return Environment(name, dict(env or {}))
+
+    def construct_transcoder(self) -> Transcoder:
+        return super().construct_transcoder()
+
+    @property
+    def events_table(self) -> str:
+        recorder: Any = self.recorder
+        return f'"{recorder.datastore.schema}"."{recorder.events_table_name}"'
+
+    def positions_of(self, refs: Iterable[tuple[UUID, int]]) -> dict[tuple[UUID, int], int]:
+        """The notification ids (ledger positions) of stored events, by (originator, version)."""
+        refs = list(refs)
+        if not refs:
+            return {}
+        recorder: Any = self.recorder
+        ids = [ref[0] for ref in refs]
+        versions = [ref[1] for ref in refs]
+        sql = (
+            f"SELECT e.originator_id, e.originator_version, e.notification_id "  # noqa: S608
+            f"FROM {self.events_table} e JOIN unnest(%s::uuid[], %s::bigint[]) AS r(id, v) "
+            f"ON e.originator_id = r.id AND e.originator_version = r.v"
+        )
+        with recorder.datastore.get_connection() as conn, conn.cursor() as cursor:
+            cursor.execute(sql, (ids, versions))
+            rows = cursor.fetchall()
+        return {
+            (row["originator_id"], row["originator_version"]): row["notification_id"]
+            for row in rows
+        }
+
+    def max_position(self) -> int:
+        return self.recorder.max_notification_id() or 0

@@ -1,0 +1,98 @@
+"""Operating errors of the ledger. Each maps to one problem `code` of API.md."""
+
+from __future__ import annotations
+
+
+class LedgerError(Exception):
+    """Base of every error a client can cause; `code` is the stable API code."""
+
+    code = "ledger_error"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class InvalidCommandError(LedgerError):
+    code = "validation_error"
+
+
+class NotFoundError(LedgerError):
+    code = "not_found"
+
+
+class TenantNotFoundError(NotFoundError):
+    pass
+
+
+class AccountNotFoundError(NotFoundError):
+    pass
+
+
+class HoldNotFoundError(NotFoundError):
+    pass
+
+
+class ConsumptionNotFoundError(NotFoundError):
+    pass
+
+
+class ApiKeyNotFoundError(NotFoundError):
+    pass
+
+
+class InsufficientCreditsError(LedgerError):
+    code = "insufficient_credits"
+
+    def __init__(self, detail: str, *, available: int) -> None:
+        super().__init__(detail)
+        self.available = available
+
+
+class ConflictError(LedgerError):
+    code = "conflict"
+
+
+class TenantExistsError(ConflictError):
+    pass
+
+
+class HoldNotActiveError(ConflictError):
+    pass
+
+
+class RefundExceedsRefundableError(ConflictError):
+    pass
+
+
+class PaymentAlreadyCreditedError(ConflictError):
+    pass
+
+
+class LimitExceededError(ConflictError):
+    """A per-account bound of limits.py would be crossed (open lots, active holds, balance)."""
+
+
+class WriteConflictError(ConflictError):
+    """Another writer kept changing the same aggregates; nothing was recorded. Safe to retry."""
+
+
+class AtomicBatchFailedError(ConflictError):
+    def __init__(self, detail: str, *, index: int, cause: LedgerError) -> None:
+        super().__init__(detail)
+        self.index = index
+        self.cause = cause
+
+
+class IdempotencyKeyReusedError(LedgerError):
+    code = "idempotency_key_reused"
+
+
+class IdempotencyKeyInUseError(LedgerError):
+    code = "idempotency_key_in_use"
+
+
+class UnavailableError(LedgerError):
+    """The event store could not be reached; nothing was recorded."""
+
+    code = "unavailable"

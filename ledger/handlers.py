@@ -1,0 +1,503 @@
+"""Command handlers: get → decide → apply, on the aggregates of one writer batch.
+
+A handler first sweeps the account (expired holds and lots: facts that stand whatever the
+command's fate), then calls `session.checkpoint()`, then decides. Any LedgerError raised after
+the checkpoint must come before the first event of the decision; the writer checks that and
+rolls the batch back if a handler ever breaks the rule.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import ROUND_FLOOR, Decimal
+from typing import Any, Protocol, TypeVar
+from uuid import UUID
+
+import msgspec
+
+from ledger import commands as c
+from ledger.account import Account
+from ledger.errors import (
+    AccountNotFoundError,
+    ConsumptionNotFoundError,
+    HoldNotActiveError,
+    HoldNotFoundError,
+    IdempotencyKeyReusedError,
+    InvalidCommandError,
+    PaymentAlreadyCreditedError,
+    RefundExceedsRefundableError,
+    TenantExistsError,
+    TenantNotFoundError,
+)
+from ledger.ids import (
+    account_aggregate_id,
+    aggregate_id,
+    api_key_aggregate_id,
+    new_id,
+    tenant_aggregate_id,
+)
+from ledger.limits import AMOUNT_MAX, PRIORITY_DEFAULT
+from ledger.records import Consumption, HoldRecord, StoredResult
+from ledger.results import (
+    RESULT_TYPES,
+    AccountView,
+    ApiKeyView,
+    Entry,
+    account_view,
+    api_key_view,
+    entry_from_event,
+    hold_view,
+    tenant_view,
+)
+from ledger.tenant import ApiKeyIndex, Tenant, hash_api_key, new_api_key
+
+T = TypeVar("T")
+
+
+class Session(Protocol):
+    """The writer's unit of work for one batch (see writer.py)."""
+
+    now: datetime
+
+    def get(self, cls: type[T], aggregate_id: UUID) -> T | None: ...
+    def add(self, aggregate: Any) -> None: ...
+    def tenant(self, tenant_id: str) -> Tenant | None: ...
+    def checkpoint(self) -> None: ...
+
+
+@dataclass
+class Outcome:
+    """A command's answer: the value, whether it created something, and the account event it
+    stands for (whose position the writer fills in after the commit)."""
+
+    value: msgspec.Struct
+    created: bool = True
+    replayed: bool = False
+    entry_ref: tuple[UUID, int] | None = None
+
+
+def execute(command: c.Command, session: Session) -> Outcome:
+    key = command.idempotency_key
+    if key is None:
+        session.checkpoint()
+        return dispatch(command, session)
+    record_id = aggregate_id(command.tenant_id, "idempotency", key)
+    stored = session.get(StoredResult, record_id)
+    if stored is not None:
+        if stored.fingerprint != c.fingerprint(command):
+            raise IdempotencyKeyReusedError(
+                f"idempotency key {key!r} was used with a different request"
+            )
+        return replay(stored)
+    session.checkpoint()
+    outcome = dispatch(command, session)
+    session.add(store_result(command.tenant_id, "idempotency", key, command, outcome))
+    return outcome
+
+
+def store_result(
+    tenant_id: str, kind: str, key: str, command: c.Command, outcome: Outcome
+) -> StoredResult:
+    value = outcome.value
+    if isinstance(value, ApiKeyView) or getattr(value, "api_key", None) is not None:
+        value = _without_secret(value)  # a key's secret is never written down
+    result_type = next(name for name, cls in RESULT_TYPES.items() if isinstance(value, cls))
+    ref = outcome.entry_ref
+    return StoredResult._create(
+        StoredResult.Recorded,
+        id=aggregate_id(tenant_id, kind, key),
+        tenant_id=tenant_id,
+        kind=kind,
+        key=key,
+        fingerprint=c.fingerprint(command),
+        result_type=result_type,
+        result=msgspec.to_builtins(value),
+        created=outcome.created,
+        entry_ref=[str(ref[0]), ref[1]] if ref else None,
+    )
+
+
+def _without_secret(value: Any) -> Any:
+    if isinstance(value, ApiKeyView):
+        return msgspec.structs.replace(value, key=None)
+    return msgspec.structs.replace(value, api_key=_without_secret(value.api_key))
+
+
+def replay(stored: StoredResult) -> Outcome:
+    value = msgspec.convert(stored.result, RESULT_TYPES[stored.result_type])
+    ref = stored.entry_ref
+    return Outcome(
+        value=value,
+        created=stored.created,
+        replayed=True,
+        entry_ref=(UUID(ref[0]), ref[1]) if ref else None,
+    )
+
+
+def dispatch(command: c.Command, session: Session) -> Outcome:
+    handler = HANDLERS[type(command)]
+    return handler(command, session)
+
+
+# --------------------------------------------------------------------- tenants
+
+
+def create_tenant(command: c.CreateTenant, session: Session) -> Outcome:
+    tenant_uuid = tenant_aggregate_id(command.tenant_id)
+    if session.get(Tenant, tenant_uuid) is not None:
+        raise TenantExistsError(f"tenant {command.tenant_id} exists")
+    tenant = Tenant._create(
+        Tenant.Created,
+        id=tenant_uuid,
+        tenant_id=command.tenant_id,
+        name=command.name,
+        settings=msgspec.to_builtins(command.settings),
+    )
+    key_view = _add_key(session, tenant, name="first key", scopes=list(c.SCOPES), expires_at=None)
+    session.add(tenant)
+    return Outcome(value=tenant_view(tenant, key_view))
+
+
+def _add_key(
+    session: Session, tenant: Tenant, *, name: str, scopes: list[str], expires_at: datetime | None
+) -> ApiKeyView:
+    key = new_api_key()
+    key_id = new_id()
+    tenant.add_api_key(key_id=key_id, key=key, name=name, scopes=scopes, expires_at=expires_at)
+    session.add(
+        ApiKeyIndex._create(
+            ApiKeyIndex.Created,
+            id=api_key_aggregate_id(hash_api_key(key)),
+            tenant_id=tenant.tenant_id,
+            key_id=key_id,
+        )
+    )
+    return api_key_view(tenant.api_keys[key_id], key)
+
+
+def _existing_tenant(session: Session, tenant_id: str) -> Tenant:
+    tenant = session.get(Tenant, tenant_aggregate_id(tenant_id))
+    if tenant is None:
+        raise TenantNotFoundError(f"tenant {tenant_id} not found")
+    return tenant
+
+
+def update_tenant(command: c.UpdateTenant, session: Session) -> Outcome:
+    tenant = _existing_tenant(session, command.tenant_id)
+    settings = dict(tenant.settings)
+    if command.settings is not None:
+        patch = msgspec.to_builtins(command.settings)  # UNSET fields are left out
+        settings.update(patch)
+    tenant.update(name=command.name or tenant.name, settings=settings)
+    session.add(tenant)
+    return Outcome(value=tenant_view(tenant), created=False)
+
+
+def create_api_key(command: c.CreateApiKey, session: Session) -> Outcome:
+    tenant = _existing_tenant(session, command.tenant_id)
+    view = _add_key(
+        session, tenant, name=command.name, scopes=command.scopes, expires_at=command.expires_at
+    )
+    session.add(tenant)
+    return Outcome(value=view)
+
+
+def revoke_api_key(command: c.RevokeApiKey, session: Session) -> Outcome:
+    tenant = _existing_tenant(session, command.tenant_id)
+    tenant.revoke_api_key(command.key_id)
+    session.add(tenant)
+    return Outcome(value=api_key_view(tenant.api_keys[command.key_id]), created=False)
+
+
+# -------------------------------------------------------------------- accounts
+
+
+def _settings(session: Session, tenant_id: str) -> dict[str, Any]:
+    tenant = session.tenant(tenant_id)
+    if tenant is None:
+        raise TenantNotFoundError(f"tenant {tenant_id} not found")
+    return tenant.settings
+
+
+def _entry(account: Account) -> tuple[Entry, tuple[UUID, int], Any]:
+    event = account.pending_events[-1]
+    return entry_from_event(event), (account.id, event.originator_version), event
+
+
+def _entry_outcome(account: Account) -> Outcome:
+    value, ref, _ = _entry(account)
+    return Outcome(value=value, entry_ref=ref)
+
+
+def _swept_account(command: c.AccountCommand, session: Session) -> Account:
+    """The command's account, with its expired holds and lots ended first."""
+    account = session.get(Account, account_aggregate_id(command.tenant_id, command.account_id))
+    if account is None:
+        raise AccountNotFoundError(f"account {command.account_id} not found")
+    session.add(account)
+    for hold_id in account.expire_due(session.now):
+        record = session.get(HoldRecord, aggregate_id(command.tenant_id, "hold", hold_id))
+        assert record is not None, hold_id
+        record.end("expired")
+        session.add(record)
+    session.checkpoint()
+    return account
+
+
+def _lot_info(account: Account) -> dict[str, dict[str, Any]]:
+    return {
+        lot_id: {"source": lot["source"], "expires_at": lot["expires_at"], "priority": lot["priority"]}
+        for lot_id, lot in account.lots.items()
+    }
+
+
+def _record_consumption(
+    session: Session,
+    account: Account,
+    consumption_id: str,
+    amount: int,
+    operation: str,
+    draws: list[dict[str, Any]],
+    lot_info: dict[str, dict[str, Any]],
+) -> None:
+    overdraft = {"source": "overdraft", "expires_at": None, "priority": 0}
+    session.add(
+        Consumption._create(
+            Consumption.Recorded,
+            id=aggregate_id(account.tenant_id, "consumption", consumption_id),
+            tenant_id=account.tenant_id,
+            account_id=account.account_id,
+            consumption_id=consumption_id,
+            amount=amount,
+            operation=operation,
+            draws=[{**draw, **lot_info.get(draw["lot_id"], overdraft)} for draw in draws],
+        )
+    )
+
+
+def open_account(command: c.OpenAccount, session: Session) -> Outcome:
+    settings = _settings(session, command.tenant_id)
+    account_uuid = account_aggregate_id(command.tenant_id, command.account_id)
+    existing = session.get(Account, account_uuid)
+    if existing is not None:
+        ref = (account_uuid, existing.version)
+        return Outcome(value=account_view(existing), created=False, entry_ref=ref)
+    account = Account.open(account_uuid, command.tenant_id, command.account_id, command.metadata)
+    bonus = command.signup_bonus if command.signup_bonus is not None else settings["signup_bonus"]
+    if bonus > 0:
+        days = settings.get("signup_bonus_expires_in_days")
+        account.grant(
+            lot_id=new_id(),
+            amount=bonus,
+            reason="signup_bonus",
+            expires_at=session.now + timedelta(days=days) if days else None,
+            priority=PRIORITY_DEFAULT,
+            metadata={},
+        )
+    session.add(account)
+    return Outcome(value=account_view(account), entry_ref=(account_uuid, 1))
+
+
+def grant_credits(command: c.GrantCredits, session: Session) -> Outcome:
+    account = _swept_account(command, session)
+    account.grant(
+        lot_id=new_id(),
+        amount=command.amount,
+        reason=command.reason,
+        expires_at=command.expires_at,
+        priority=PRIORITY_DEFAULT if command.priority is None else command.priority,
+        metadata=command.metadata,
+    )
+    return _entry_outcome(account)
+
+
+def purchase_amount(command: c.PurchaseCredits, settings: dict[str, Any]) -> int:
+    if command.amount is not None:
+        return command.amount
+    rate = settings.get("purchase_rates", {}).get(command.price.currency)
+    if rate is None:
+        raise InvalidCommandError(
+            f"no purchase rate for {command.price.currency}: give an amount or set purchase_rates"
+        )
+    credits = (Decimal(command.price.amount) * Decimal(rate)).to_integral_value(ROUND_FLOOR)
+    if not 1 <= credits <= AMOUNT_MAX:
+        raise InvalidCommandError(f"the price buys {credits} credits, outside 1..{AMOUNT_MAX}")
+    return int(credits)
+
+
+def purchase_credits(command: c.PurchaseCredits, session: Session) -> Outcome:
+    amount = purchase_amount(command, _settings(session, command.tenant_id))
+    payment_id = aggregate_id(command.tenant_id, "payment", command.payment_ref)
+    paid = session.get(StoredResult, payment_id)
+    if paid is not None:
+        if paid.result.get("account_id") != command.account_id:
+            raise PaymentAlreadyCreditedError(
+                f"payment_ref {command.payment_ref!r} was credited to another account"
+            )
+        return replay(paid)
+    account = _swept_account(command, session)
+    account.purchase(
+        lot_id=new_id(),
+        amount=amount,
+        price=msgspec.to_builtins(command.price),
+        payment_ref=command.payment_ref,
+        expires_at=command.expires_at,
+        priority=PRIORITY_DEFAULT,
+        metadata=command.metadata,
+    )
+    outcome = _entry_outcome(account)
+    session.add(store_result(command.tenant_id, "payment", command.payment_ref, command, outcome))
+    return outcome
+
+
+def consume_credits(command: c.ConsumeCredits, session: Session) -> Outcome:
+    settings = _settings(session, command.tenant_id)
+    account = _swept_account(command, session)
+    lot_info = _lot_info(account)
+    consumption_id = new_id()
+    draws = account.consume(
+        consumption_id=consumption_id,
+        amount=command.amount,
+        operation=command.operation,
+        resource=command.resource,
+        user_id=command.user_id,
+        metadata=command.metadata,
+        overdraft_limit=settings["overdraft_limit"],
+    )
+    outcome = _entry_outcome(account)
+    _record_consumption(
+        session, account, consumption_id, command.amount, command.operation, draws, lot_info
+    )
+    return outcome
+
+
+def refund_consumption(command: c.RefundConsumption, session: Session) -> Outcome:
+    account = _swept_account(command, session)
+    record = session.get(
+        Consumption, aggregate_id(command.tenant_id, "consumption", command.consumption_id)
+    )
+    if record is None or record.account_id != command.account_id:
+        raise ConsumptionNotFoundError(f"consumption {command.consumption_id} not found")
+    amount = record.refundable if command.amount is None else command.amount
+    if amount == 0:
+        raise RefundExceedsRefundableError(
+            f"consumption {command.consumption_id} has nothing left to refund"
+        )
+    if amount > record.refundable:
+        raise RefundExceedsRefundableError(
+            f"refund of {amount} exceeds the {record.refundable} still refundable"
+        )
+    account.refund(
+        consumption_id=command.consumption_id,
+        amount=amount,
+        reason=command.reason,
+        returnable=record.returnable,
+        refund_lot_id=new_id(),
+        now=session.now,
+    )
+    record.refund(amount)
+    session.add(record)
+    return _entry_outcome(account)
+
+
+def place_hold(command: c.PlaceHold, session: Session) -> Outcome:
+    settings = _settings(session, command.tenant_id)
+    account = _swept_account(command, session)
+    hold_id = new_id()
+    expires_at = c.hold_expiry(command, session.now)
+    account.place_hold(
+        hold_id=hold_id,
+        amount=command.amount,
+        operation=command.operation,
+        expires_at=expires_at,
+        metadata=command.metadata,
+        overdraft_limit=settings["overdraft_limit"],
+    )
+    _, ref, _ = _entry(account)
+    record = HoldRecord._create(
+        HoldRecord.Placed,
+        id=aggregate_id(command.tenant_id, "hold", hold_id),
+        tenant_id=command.tenant_id,
+        account_id=command.account_id,
+        hold_id=hold_id,
+        amount=command.amount,
+        operation=command.operation,
+        expires_at=expires_at,
+    )
+    session.add(record)
+    return Outcome(value=hold_view(record), entry_ref=ref)
+
+
+def _active_hold_record(command: c.CaptureHold | c.ReleaseHold, session: Session) -> HoldRecord:
+    record = session.get(HoldRecord, aggregate_id(command.tenant_id, "hold", command.hold_id))
+    if record is None or record.account_id != command.account_id:
+        raise HoldNotFoundError(f"hold {command.hold_id} not found")
+    if record.status != "active":
+        raise HoldNotActiveError(f"hold {command.hold_id} is {record.status}")
+    return record
+
+
+def capture_hold(command: c.CaptureHold, session: Session) -> Outcome:
+    account = _swept_account(command, session)
+    record = _active_hold_record(command, session)
+    amount = record.amount if command.amount is None else command.amount
+    if amount > record.amount:
+        raise HoldNotActiveError(f"capture of {amount} exceeds the {record.amount} held")
+    lot_info = _lot_info(account)
+    consumption_id = new_id()
+    draws = account.capture_hold(hold_id=command.hold_id, amount=amount, consumption_id=consumption_id)
+    outcome = _entry_outcome(account)
+    record.end("captured", amount)
+    session.add(record)
+    _record_consumption(session, account, consumption_id, amount, record.operation, draws, lot_info)
+    account.expire_due(session.now)  # credits the hold kept from expiring lots now expire
+    return outcome
+
+
+def release_hold(command: c.ReleaseHold, session: Session) -> Outcome:
+    account = _swept_account(command, session)
+    record = _active_hold_record(command, session)
+    account.release_hold(hold_id=command.hold_id)
+    outcome = _entry_outcome(account)
+    outcome.created = False
+    record.end("released")
+    session.add(record)
+    account.expire_due(session.now)
+    return outcome
+
+
+def adjust_balance(command: c.AdjustBalance, session: Session) -> Outcome:
+    settings = _settings(session, command.tenant_id)
+    account = _swept_account(command, session)
+    account.adjust(
+        amount=command.amount,
+        reason=command.reason,
+        lot_id=new_id(),
+        overdraft_limit=settings["overdraft_limit"],
+    )
+    return _entry_outcome(account)
+
+
+def expire_credits(command: c.ExpireCredits, session: Session) -> Outcome:
+    account = _swept_account(command, session)
+    value: AccountView = account_view(account)
+    return Outcome(value=value, created=False)
+
+
+HANDLERS: dict[type[c.Command], Any] = {
+    c.CreateTenant: create_tenant,
+    c.UpdateTenant: update_tenant,
+    c.CreateApiKey: create_api_key,
+    c.RevokeApiKey: revoke_api_key,
+    c.OpenAccount: open_account,
+    c.GrantCredits: grant_credits,
+    c.PurchaseCredits: purchase_credits,
+    c.ConsumeCredits: consume_credits,
+    c.RefundConsumption: refund_consumption,
+    c.PlaceHold: place_hold,
+    c.CaptureHold: capture_hold,
+    c.ReleaseHold: release_hold,
+    c.AdjustBalance: adjust_balance,
+    c.ExpireCredits: expire_credits,
+}

@@ -1,0 +1,68 @@
+"""Identifiers: validation of client-chosen ids and the deterministic ids of aggregates.
+
+Aggregates that must be unique per tenant (an account, a consumption, a hold, a payment, an
+idempotency key) get uuid5(tenant, kind, key): the event store's unique (originator_id, version)
+then makes a duplicate impossible, on any number of writers.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from ledger.errors import InvalidCommandError
+from ledger.limits import ACCOUNT_ID_LENGTH_MAX, IDEMPOTENCY_KEY_LENGTH_MAX
+
+NAMESPACE = uuid.UUID("6f1f2c0e-9a57-4c8e-9a43-4f1b6c2d7e10")
+TENANT_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
+
+
+def aggregate_id(tenant_id: str, kind: str, key: str) -> uuid.UUID:
+    return uuid.uuid5(NAMESPACE, f"{tenant_id}\x1f{kind}\x1f{key}")
+
+
+def tenant_aggregate_id(tenant_id: str) -> uuid.UUID:
+    return aggregate_id(tenant_id, "tenant", "")
+
+
+def account_aggregate_id(tenant_id: str, account_id: str) -> uuid.UUID:
+    return aggregate_id(tenant_id, "account", account_id)
+
+
+def api_key_aggregate_id(key_hash: str) -> uuid.UUID:
+    return aggregate_id("", "api-key", key_hash)
+
+
+def entry_id(account_uuid: uuid.UUID, version: int) -> str:
+    """The entry of an account's event is named by the account and the event's version."""
+    return str(uuid.uuid5(account_uuid, str(version)))
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def is_printable_without_space(value: str) -> bool:
+    return value.isprintable() and not any(ch.isspace() for ch in value)
+
+
+def check_tenant_id(tenant_id: str) -> str:
+    if not TENANT_ID_PATTERN.match(tenant_id):
+        raise InvalidCommandError(f"tenant_id must match {TENANT_ID_PATTERN.pattern}")
+    return tenant_id
+
+
+def check_account_id(account_id: str) -> str:
+    if not 1 <= len(account_id) <= ACCOUNT_ID_LENGTH_MAX:
+        raise InvalidCommandError(f"account_id must be 1-{ACCOUNT_ID_LENGTH_MAX} characters")
+    if not is_printable_without_space(account_id):
+        raise InvalidCommandError("account_id may not contain whitespace or control characters")
+    return account_id
+
+
+def check_idempotency_key(key: str) -> str:
+    if not 1 <= len(key) <= IDEMPOTENCY_KEY_LENGTH_MAX or not key.isprintable():
+        raise InvalidCommandError(
+            f"idempotency key must be 1-{IDEMPOTENCY_KEY_LENGTH_MAX} printable characters"
+        )
+    return key

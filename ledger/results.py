@@ -1,0 +1,215 @@
+"""What commands answer: entries and views, as msgspec structs (the API sends them as they are).
+
+`position` is the entry's place in the whole ledger (the event store's notification id); the
+writer fills it in after the commit, since only the database knows it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from ledger.account import Account
+from ledger.ids import entry_id
+from ledger.records import HoldRecord
+from ledger.tenant import Tenant
+
+_STRUCT = {"frozen": True, "kw_only": True, "omit_defaults": True}
+
+
+class Entry(msgspec.Struct, **_STRUCT):
+    entry_id: str
+    account_id: str
+    type: str
+    amount: int
+    balance: int
+    available: int
+    held: int
+    version: int
+    position: int
+    recorded_at: datetime
+    operation: str | None = None
+    resource: str | None = None
+    user_id: str | None = None
+    reason: str | None = None
+    hold_id: str | None = None
+    consumption_id: str | None = None
+    lot_id: str | None = None
+    expires_at: datetime | None = None
+    payment_ref: str | None = None
+    price: dict[str, str] | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class LotView(msgspec.Struct, **_STRUCT):
+    lot_id: str
+    source: str
+    remaining: int
+    expires_at: datetime | None
+    priority: int
+    held: int = 0
+
+
+class Totals(msgspec.Struct, frozen=True, kw_only=True):
+    granted: int
+    purchased: int
+    consumed: int
+    refunded: int
+    expired: int
+    adjusted: int
+
+
+class AccountView(msgspec.Struct, **_STRUCT):
+    account_id: str
+    balance: int
+    available: int
+    held: int
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    metadata: dict[str, Any]
+    lots: list[LotView]
+    totals: Totals
+    position: int = 0
+
+
+class HoldView(msgspec.Struct, **_STRUCT):
+    hold_id: str
+    account_id: str
+    amount: int
+    operation: str
+    status: str
+    expires_at: datetime
+    created_at: datetime
+    captured: int = 0
+    position: int = 0
+
+
+class ApiKeyView(msgspec.Struct, **_STRUCT):
+    key_id: str
+    name: str
+    scopes: list[str]
+    key_prefix: str
+    created_at: datetime
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+    key: str | None = None  # the secret: present only in the answer that created it
+
+
+class TenantView(msgspec.Struct, **_STRUCT):
+    tenant_id: str
+    name: str
+    settings: dict[str, Any]
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    api_key: ApiKeyView | None = None  # the first key, in the answer that created the tenant
+
+
+RESULT_TYPES: dict[str, type[msgspec.Struct]] = {
+    "entry": Entry,
+    "account": AccountView,
+    "hold": HoldView,
+    "tenant": TenantView,
+    "api_key": ApiKeyView,
+}
+
+_ENTRY_FIELDS = (
+    "operation",
+    "resource",
+    "user_id",
+    "reason",
+    "hold_id",
+    "consumption_id",
+    "lot_id",
+    "expires_at",
+    "payment_ref",
+    "price",
+    "metadata",
+)
+
+
+def entry_from_event(event: Account.Event | Account.Opened, position: int = 0) -> Entry:
+    """The public entry of one account event; needs nothing but the event."""
+    optional = {name: getattr(event, name) for name in _ENTRY_FIELDS if hasattr(event, name)}
+    if not optional.get("metadata"):
+        optional.pop("metadata", None)
+    return Entry(
+        entry_id=entry_id(event.originator_id, event.originator_version),
+        account_id=event.account_id,
+        type=event.entry_type,
+        amount=event.amount,
+        balance=event.balance,
+        available=event.balance - event.held,
+        held=event.held,
+        version=event.originator_version,
+        position=position,
+        recorded_at=event.timestamp,
+        **optional,
+    )
+
+
+def account_view(account: Account) -> AccountView:
+    lots = sorted(account.lots.values(), key=lambda lot: lot["seq"])
+    return AccountView(
+        account_id=account.account_id,
+        balance=account.balance,
+        available=account.available,
+        held=account.held,
+        version=account.version,
+        created_at=account.created_on,
+        updated_at=account.modified_on,
+        metadata=account.metadata,
+        lots=[
+            LotView(
+                lot_id=lot["lot_id"],
+                source=lot["source"],
+                remaining=lot["remaining"],
+                expires_at=lot["expires_at"],
+                priority=lot["priority"],
+                held=lot["held"],
+            )
+            for lot in lots
+        ],
+        totals=Totals(**account.totals),
+    )
+
+
+def hold_view(record: HoldRecord) -> HoldView:
+    return HoldView(
+        hold_id=record.hold_id,
+        account_id=record.account_id,
+        amount=record.amount,
+        operation=record.operation,
+        status=record.status,
+        expires_at=record.expires_at,
+        created_at=record.created_on,
+        captured=record.captured,
+    )
+
+
+def api_key_view(api_key: dict[str, Any], key: str | None = None) -> ApiKeyView:
+    return ApiKeyView(
+        key_id=api_key["key_id"],
+        name=api_key["name"],
+        scopes=list(api_key["scopes"]),
+        key_prefix=api_key["key_prefix"],
+        created_at=api_key["created_at"],
+        expires_at=api_key["expires_at"],
+        revoked_at=api_key["revoked_at"],
+        key=key,
+    )
+
+
+def tenant_view(tenant: Tenant, api_key: ApiKeyView | None = None) -> TenantView:
+    return TenantView(
+        tenant_id=tenant.tenant_id,
+        name=tenant.name,
+        settings=tenant.settings,
+        version=tenant.version,
+        created_at=tenant.created_on,
+        updated_at=tenant.modified_on,
+        api_key=api_key,
+    )

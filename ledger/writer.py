@@ -1,0 +1,422 @@
+"""The group-commit writer (DESIGN.md decision 1).
+
+`await writer.submit(command)` hands a command to one worker thread. The thread gathers what
+arrives within a short window (or up to a batch limit), applies the commands in arrival order
+to cached aggregates, saves the whole batch with one `Ledger.save(...)` (one transaction), and
+only then answers each caller. So every answer means committed.
+
+- A LedgerError (insufficient credits, unknown hold, ...) fails only its own command: handlers
+  decide before they change anything, so nothing else in the batch is touched.
+- A conflict on save (another writer changed the same aggregates, or created the same
+  idempotency key) evicts what the batch touched from the cache and runs it again on fresh
+  state; if it conflicts again the batch is split in halves until the culprit stands alone.
+  Innocent commands never fail because of it, and the cache never holds unsaved state.
+- The event loop never blocks on the database: the library is synchronous and runs here only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar
+from uuid import UUID
+
+import msgspec
+import structlog
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import IntegrityError, PersistenceError
+
+from ledger import commands as c
+from ledger.account import Account
+from ledger.application import Ledger
+from ledger.errors import (
+    AtomicBatchFailedError,
+    InvalidCommandError,
+    LedgerError,
+    UnavailableError,
+    WriteConflictError,
+)
+from ledger.handlers import Outcome, execute
+from ledger.ids import tenant_aggregate_id
+from ledger.limits import SNAPSHOT_INTERVAL
+from ledger.tenant import Tenant
+
+log = structlog.get_logger("ledger.writer")
+T = TypeVar("T")
+
+# Commands one transaction carries at most: bounds the transaction's size and latency.
+BATCH_SIZE_MAX = 1_000
+# How long the thread waits for more commands once one has arrived. Under load batches fill
+# while the previous one commits, so the window matters only when traffic is light.
+BATCH_WINDOW_S = 0.001
+# Commands waiting for the thread; past this, submit() answers UnavailableError at once.
+QUEUE_DEPTH_MAX = 50_000
+# Aggregates kept in memory (accounts, holds, consumptions, ...), least recently used evicted.
+CACHE_SIZE_MAX = 100_000
+# Tenant settings (overdraft limit, rates) are re-read at least this often, so a change made
+# through another replica applies within this time.
+TENANT_CACHE_TTL_S = 1.0
+# Reruns of a batch after conflicts before its commands fail with WriteConflictError.
+CONFLICT_RETRIES_MAX = 6
+
+
+class AggregateCache:
+    """A bounded LRU of aggregates by id, with the monotonic time each was loaded."""
+
+    def __init__(self, size_max: int) -> None:
+        self.size_max = size_max
+        self._items: OrderedDict[UUID, tuple[Any, float]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, aggregate_id: UUID) -> tuple[Any, float] | None:
+        item = self._items.get(aggregate_id)
+        if item is not None:
+            self._items.move_to_end(aggregate_id)
+        return item
+
+    def put(self, aggregate: Any, loaded_at: float) -> None:
+        self._items[aggregate.id] = (aggregate, loaded_at)
+        self._items.move_to_end(aggregate.id)
+        while len(self._items) > self.size_max:
+            self._items.popitem(last=False)
+
+    def evict(self, aggregate_id: UUID) -> None:
+        self._items.pop(aggregate_id, None)
+
+    def clear(self) -> None:
+        self._items.clear()
+
+
+class BatchSession:
+    """The unit of work of one batch: the aggregates it read or changed, to save together."""
+
+    def __init__(self, ledger: Ledger, cache: AggregateCache, now: datetime) -> None:
+        self.ledger = ledger
+        self.cache = cache
+        self.now = now
+        self.touched: dict[UUID, Any] = {}
+        self.loaded_at: dict[UUID, float] = {}
+        self.versions_at_load: dict[UUID, int] = {}
+        self.mark = 0
+
+    def get(self, cls: type[T], aggregate_id: UUID) -> T | None:
+        aggregate = self.touched.get(aggregate_id)
+        if aggregate is None:
+            cached = self.cache.get(aggregate_id)
+            if cached is not None:
+                aggregate, loaded_at = cached
+            else:
+                try:
+                    aggregate = self.ledger.repository.get(aggregate_id)
+                except AggregateNotFoundError:
+                    return None
+                loaded_at = time.monotonic()
+            self.touched[aggregate_id] = aggregate
+            self.loaded_at[aggregate_id] = loaded_at
+            self.versions_at_load[aggregate_id] = aggregate.version
+        if not isinstance(aggregate, cls):
+            return None  # an id of another kind: as good as unknown
+        return aggregate
+
+    def tenant(self, tenant_id: str) -> Tenant | None:
+        tenant_uuid = tenant_aggregate_id(tenant_id)
+        if tenant_uuid not in self.touched:
+            cached = self.cache.get(tenant_uuid)
+            if cached is not None and time.monotonic() - cached[1] > TENANT_CACHE_TTL_S:
+                self.cache.evict(tenant_uuid)
+        return self.get(Tenant, tenant_uuid)
+
+    def add(self, aggregate: Any) -> None:
+        if aggregate.id not in self.touched:
+            self.touched[aggregate.id] = aggregate
+            self.loaded_at[aggregate.id] = time.monotonic()
+            self.versions_at_load[aggregate.id] = 0
+
+    def pending_count(self) -> int:
+        return sum(len(aggregate.pending_events) for aggregate in self.touched.values())
+
+    def checkpoint(self) -> None:
+        self.mark = self.pending_count()
+
+    def evict_all(self) -> None:
+        for aggregate_id in self.touched:
+            self.cache.evict(aggregate_id)
+
+
+@dataclass(eq=False)
+class Work:
+    """Commands that succeed or fail together (one, or an atomic batch) and their caller."""
+
+    commands: Sequence[c.Command]
+    atomic: bool
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Any]
+    result: Any = None
+    done: bool = field(default=False)
+
+
+_STOP = object()
+
+
+class Writer:
+    def __init__(
+        self,
+        ledger: Ledger,
+        *,
+        batch_size_max: int = BATCH_SIZE_MAX,
+        batch_window_s: float = BATCH_WINDOW_S,
+        cache_size_max: int = CACHE_SIZE_MAX,
+        clock: Callable[[], datetime] = c.utc_now,
+    ) -> None:
+        self.ledger = ledger
+        self.batch_size_max = batch_size_max
+        self.batch_window_s = batch_window_s
+        self.cache = AggregateCache(cache_size_max)
+        self.clock = clock
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._depth = 0
+        self._depth_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self.batches_committed = 0
+        self.commands_committed = 0
+
+    # ------------------------------------------------------------ asyncio side
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
+            self._thread.start()
+
+    async def stop(self) -> None:
+        """Answers every command already accepted, then stops the thread."""
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            await asyncio.to_thread(self._thread.join)
+            self._thread = None
+
+    async def submit(self, command: c.Command) -> Outcome:
+        """Applies one command; returns once it is committed. Raises its LedgerError."""
+        result = await self._submit([command], atomic=False)
+        assert isinstance(result, Outcome)
+        return result
+
+    async def submit_atomic(self, commands: Sequence[c.Command]) -> list[Outcome]:
+        """Applies all the commands in one transaction, or none (AtomicBatchFailedError)."""
+        result = await self._submit(commands, atomic=True)
+        assert isinstance(result, list)
+        return result
+
+    async def submit_each(self, commands: Sequence[c.Command]) -> list[Outcome | LedgerError]:
+        """Applies each command on its own; a failure is returned in its place."""
+        results = await asyncio.gather(
+            *(self.submit(command) for command in commands), return_exceptions=True
+        )
+        for result in results:
+            if not isinstance(result, Outcome | LedgerError):
+                raise result
+        return list(results)  # type: ignore[arg-type]
+
+    async def _submit(self, commands: Sequence[c.Command], *, atomic: bool) -> Any:
+        if self._thread is None:
+            raise UnavailableError("the writer is not running")
+        now = self.clock()
+        for index, command in enumerate(commands):
+            try:
+                c.check(command, now)
+            except InvalidCommandError as error:
+                if atomic:
+                    error.detail = f"commands[{index}]: {error.detail}"
+                raise
+        with self._depth_lock:
+            if self._depth + len(commands) > QUEUE_DEPTH_MAX:
+                raise UnavailableError("the writer is overloaded; retry shortly")
+            self._depth += len(commands)
+        loop = asyncio.get_running_loop()
+        work = Work(commands=commands, atomic=atomic, loop=loop, future=loop.create_future())
+        self._queue.put(work)
+        return await work.future
+
+    # ------------------------------------------------------------- thread side
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is _STOP:
+                break
+            works = [first]
+            size = len(first.commands)
+            deadline = time.monotonic() + self.batch_window_s
+            while size < self.batch_size_max:
+                try:
+                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stopping = True
+                    break
+                works.append(item)
+                size += len(item.commands)
+            self._process(works)
+
+    def _process(self, works: list[Work]) -> None:
+        try:
+            self._run_batch(works, attempt=0)
+        except Exception as error:  # noqa: BLE001 - a bug must not kill the writer thread
+            log.exception("writer_batch_crashed", commands=sum(len(w.commands) for w in works))
+            self.cache.clear()
+            for work in works:
+                if not work.done:
+                    self._resolve(work, error)
+        with self._depth_lock:
+            self._depth -= sum(len(w.commands) for w in works)
+
+    def _run_batch(self, works: list[Work], attempt: int) -> None:
+        while True:
+            works = [work for work in works if not work.done]
+            if not works:
+                return
+            session = BatchSession(self.ledger, self.cache, self.clock())
+            results: dict[int, Any] = {}
+            try:
+                rerun = any(self._apply(work, session, results) for work in works)
+            except PersistenceError as error:
+                session.evict_all()
+                log.error("writer_store_unreachable", error=str(error))
+                self._fail(works, UnavailableError("the event store is unreachable; nothing was recorded"))
+                return
+            if not rerun:
+                self._save(works, session, results, attempt)
+                return
+            # A work failed after changing aggregates: drop its changes with everything the
+            # batch touched, and run the others again on fresh state.
+            session.evict_all()
+
+    def _apply(self, work: Work, session: BatchSession, results: dict[int, Any]) -> bool:
+        """Runs one work's commands; True when it failed after changing aggregates."""
+        start = session.pending_count()
+        outcomes: list[Outcome] = []
+        for index, command in enumerate(work.commands):
+            try:
+                outcomes.append(execute(command, session))
+            except LedgerError as error:
+                if work.atomic:
+                    error = AtomicBatchFailedError(
+                        f"commands[{index}] failed ({error.code}): {error.detail}; nothing was applied",
+                        index=index,
+                        cause=error,
+                    )
+                    dirty = session.pending_count() != start
+                else:
+                    dirty = session.pending_count() != session.mark
+                self._resolve(work, error)
+                return dirty
+            except PersistenceError:
+                raise
+            except Exception as error:  # noqa: BLE001 - a bug fails its own command only
+                log.exception("command_crashed", command=type(command).__name__)
+                self._resolve(work, error)
+                return True
+        results[id(work)] = outcomes if work.atomic else outcomes[0]
+        return False
+
+    def _save(
+        self, works: list[Work], session: BatchSession, results: dict[int, Any], attempt: int
+    ) -> None:
+        pending = [work for work in works if not work.done]
+        try:
+            recordings = self.ledger.save(*session.touched.values())
+        except IntegrityError as error:
+            session.evict_all()
+            self._on_conflict(pending, attempt, error)
+            return
+        except PersistenceError as error:
+            session.evict_all()
+            log.error("writer_commit_failed", error=str(error), commands=len(pending))
+            self._fail(pending, UnavailableError("the event store is unreachable; nothing was recorded"))
+            return
+        for aggregate_id, aggregate in session.touched.items():
+            self.cache.put(aggregate, session.loaded_at[aggregate_id])
+        positions = {
+            (r.notification.originator_id, r.notification.originator_version): r.notification.id
+            for r in recordings
+        }
+        self._fill_positions(pending, results, positions)
+        self._take_snapshots(session)
+        self.batches_committed += 1
+        self.commands_committed += sum(len(work.commands) for work in pending)
+        for work in pending:
+            self._resolve(work, results[id(work)])
+
+    def _on_conflict(self, works: list[Work], attempt: int, error: Exception) -> None:
+        """Runs the batch again on fresh state (a stale cache is the usual cause); if it still
+        conflicts, in halves until the conflicting command stands alone. Only a command that
+        conflicts alone CONFLICT_RETRIES_MAX times fails."""
+        log.info("writer_conflict", commands=len(works), attempt=attempt, error=str(error)[:200])
+        if len(works) == 1:
+            if attempt >= CONFLICT_RETRIES_MAX:
+                self._fail(works, WriteConflictError("concurrent changes kept conflicting; retry"))
+            else:
+                self._run_batch(works, attempt + 1)
+        elif attempt == 0:
+            self._run_batch(works, attempt + 1)
+        else:
+            middle = len(works) // 2
+            self._run_batch(works[:middle], attempt)
+            self._run_batch(works[middle:], attempt)
+
+    def _fill_positions(
+        self, works: list[Work], results: dict[int, Any], positions: dict[tuple[UUID, int], int]
+    ) -> None:
+        outcomes = [o for w in works for o in (results[id(w)] if w.atomic else [results[id(w)]])]
+        missing = {o.entry_ref for o in outcomes if o.entry_ref and o.entry_ref not in positions}
+        if missing:  # replays of answers committed in earlier batches
+            try:
+                positions.update(self.ledger.positions_of(missing))  # type: ignore[arg-type]
+            except PersistenceError as error:
+                log.warning("position_lookup_failed", error=str(error))
+        for outcome in outcomes:
+            if outcome.entry_ref is not None and outcome.entry_ref in positions:
+                position = positions[outcome.entry_ref]
+                outcome.value = msgspec.structs.replace(outcome.value, position=position)
+
+    def _take_snapshots(self, session: BatchSession) -> None:
+        """Snapshots accounts that crossed a multiple of SNAPSHOT_INTERVAL in this batch."""
+        snapshots = []
+        for aggregate_id, aggregate in session.touched.items():
+            before = session.versions_at_load[aggregate_id]
+            if isinstance(aggregate, Account) and (
+                aggregate.version // SNAPSHOT_INTERVAL > before // SNAPSHOT_INTERVAL
+            ):
+                snapshots.append(self.ledger.snapshot_class.take(aggregate))  # type: ignore[union-attr]
+        if snapshots and self.ledger.snapshots is not None:
+            try:
+                self.ledger.snapshots.put(snapshots)
+            except (IntegrityError, PersistenceError) as error:  # a snapshot is only a shortcut
+                log.warning("snapshot_failed", error=str(error)[:200], count=len(snapshots))
+
+    def _fail(self, works: list[Work], error: Exception) -> None:
+        for work in works:
+            if not work.done:
+                self._resolve(work, error)
+
+    def _resolve(self, work: Work, result: Any) -> None:
+        work.done = True
+        work.loop.call_soon_threadsafe(_set_future, work.future, result)
+
+
+def _set_future(future: asyncio.Future[Any], result: Any) -> None:
+    if future.cancelled():
+        return
+    if isinstance(result, BaseException):
+        future.set_exception(result)
+    else:
+        future.set_result(result)

@@ -1,0 +1,62 @@
+"""An in-memory ledger: the real handlers on a dict instead of PostgreSQL. A fake, not a mock."""
+
+from __future__ import annotations
+
+import copy
+from datetime import datetime, timezone
+from typing import Any, TypeVar
+from uuid import UUID
+
+from ledger import commands as c
+from ledger.handlers import Outcome, execute
+from ledger.ids import tenant_aggregate_id
+from ledger.tenant import Tenant
+
+T = TypeVar("T")
+
+START = datetime(2026, 11, 22, 10, 0, tzinfo=timezone.utc)
+
+
+class InMemorySession:
+    def __init__(self, store: dict[UUID, Any], now: datetime) -> None:
+        self.store = store
+        self.now = now
+        self.touched: dict[UUID, Any] = {}
+
+    def get(self, cls: type[T], aggregate_id: UUID) -> T | None:
+        if aggregate_id not in self.touched:
+            if aggregate_id not in self.store:
+                return None
+            self.touched[aggregate_id] = copy.deepcopy(self.store[aggregate_id])
+        aggregate = self.touched[aggregate_id]
+        return aggregate if isinstance(aggregate, cls) else None
+
+    def add(self, aggregate: Any) -> None:
+        self.touched.setdefault(aggregate.id, aggregate)
+
+    def tenant(self, tenant_id: str) -> Tenant | None:
+        return self.get(Tenant, tenant_aggregate_id(tenant_id))
+
+    def checkpoint(self) -> None:
+        pass
+
+
+class InMemoryLedger:
+    """Runs each command in its own session; commits only when it succeeds."""
+
+    def __init__(self, now: datetime = START) -> None:
+        self.store: dict[UUID, Any] = {}
+        self.events: list[Any] = []
+        self.now = now
+
+    def run(self, command: c.Command) -> Outcome:
+        c.check(command, self.now)
+        session = InMemorySession(self.store, self.now)
+        outcome = execute(command, session)
+        for aggregate in session.touched.values():
+            self.events.extend(aggregate.collect_events())
+            self.store[aggregate.id] = aggregate
+        return outcome
+
+    def get(self, aggregate_id: UUID) -> Any:
+        return self.store.get(aggregate_id)
