@@ -38,11 +38,38 @@ async def run_demo(settings: Settings) -> None:
     writer.start()
     tenant_id = "demo"
     steps: list[tuple[str, c.Command]] = [
-        ("create tenant", c.CreateTenant(tenant_id=tenant_id, name="Demo", settings=c.TenantSettings(signup_bonus=100))),
+        (
+            "create tenant",
+            c.CreateTenant(
+                tenant_id=tenant_id, name="Demo", settings=c.TenantSettings(signup_bonus=100)
+            ),
+        ),
         ("open account", c.OpenAccount(tenant_id=tenant_id, account_id="ada@example.com")),
-        ("grant 500", c.GrantCredits(tenant_id=tenant_id, account_id="ada@example.com", amount=500, reason="welcome pack")),
-        ("consume 120", c.ConsumeCredits(tenant_id=tenant_id, account_id="ada@example.com", amount=120, operation="IMAGE_GENERATION", idempotency_key="demo-consume-1")),
-        ("consume 10,000", c.ConsumeCredits(tenant_id=tenant_id, account_id="ada@example.com", amount=10_000, operation="VIDEO_GENERATION")),
+        (
+            "grant 500",
+            c.GrantCredits(
+                tenant_id=tenant_id, account_id="ada@example.com", amount=500, reason="welcome pack"
+            ),
+        ),
+        (
+            "consume 120",
+            c.ConsumeCredits(
+                tenant_id=tenant_id,
+                account_id="ada@example.com",
+                amount=120,
+                operation="IMAGE_GENERATION",
+                idempotency_key="demo-consume-1",
+            ),
+        ),
+        (
+            "consume 10,000",
+            c.ConsumeCredits(
+                tenant_id=tenant_id,
+                account_id="ada@example.com",
+                amount=10_000,
+                operation="VIDEO_GENERATION",
+            ),
+        ),
     ]
     try:
         for title, command in steps:
@@ -52,7 +79,11 @@ async def run_demo(settings: Settings) -> None:
                 print(f"{title:>16}: {error.code}: {error.detail}")
                 continue
             value = outcome.value
-            summary = {k: getattr(value, k) for k in ("balance", "available", "position") if hasattr(value, k)}
+            summary = {
+                k: getattr(value, k)
+                for k in ("balance", "available", "position")
+                if hasattr(value, k)
+            }
             note = " (replayed: it ran before)" if outcome.replayed else ""
             print(f"{title:>16}: {type(value).__name__} {summary}{note}")
     finally:

@@ -24,7 +24,7 @@ STARTUP_TIMEOUT_S = 60
 
 def start_postgres(data_dir: Path) -> str:
     """Starts (or reuses) PostgreSQL in data_dir/postgres and returns its URL."""
-    import pgserver  # imported here: only the embedded default needs it
+    import pgserver  # noqa: PLC0415 - only the embedded default needs it
 
     pgdata = (data_dir / "postgres").resolve()
     pgdata.mkdir(parents=True, exist_ok=True)

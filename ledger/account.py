@@ -16,7 +16,6 @@ from eventsourcing.domain import Aggregate
 
 from ledger.errors import (
     HoldNotActiveError,
-    HoldNotFoundError,
     InsufficientCreditsError,
     LimitExceededError,
 )
@@ -77,7 +76,9 @@ class Account(Aggregate):
             account.repay_debt(self.debt_repaid)
             lot_amount = self.amount - self.debt_repaid
             if lot_amount > 0:
-                account.add_lot(self.lot_id, self.source, lot_amount, self.expires_at, self.priority)
+                account.add_lot(
+                    self.lot_id, self.source, lot_amount, self.expires_at, self.priority
+                )
             account.totals[self.total_name] += self.amount
 
         total_name: ClassVar[str] = ""
@@ -205,16 +206,16 @@ class Account(Aggregate):
                 account.repay_debt(self.debt_repaid)
                 if self.amount > self.debt_repaid:
                     assert self.lot_id is not None
-                    account.add_lot(self.lot_id, "adjustment", self.amount - self.debt_repaid, None, 0)
+                    account.add_lot(
+                        self.lot_id, "adjustment", self.amount - self.debt_repaid, None, 0
+                    )
             else:
                 account.take_draws(self.draws)
             account.totals["adjusted"] += self.amount
 
     # ---------------------------------------------------------------- state
 
-    def __init__(
-        self, tenant_id: str, account_id: str, metadata: dict[str, Any], **_: Any
-    ) -> None:
+    def __init__(self, tenant_id: str, account_id: str, metadata: dict[str, Any], **_: Any) -> None:
         self.tenant_id = tenant_id
         self.account_id = account_id
         self.metadata = metadata
@@ -224,7 +225,9 @@ class Account(Aggregate):
         self.lot_seq = 0
 
     @classmethod
-    def open(cls, aggregate_id: UUID, tenant_id: str, account_id: str, metadata: dict[str, Any]) -> Account:
+    def open(
+        cls, aggregate_id: UUID, tenant_id: str, account_id: str, metadata: dict[str, Any]
+    ) -> Account:
         return cls._create(
             cls.Opened,
             id=aggregate_id,
@@ -310,7 +313,9 @@ class Account(Aggregate):
         """(debt repaid, lot credits) of adding `amount`; refuses a lot past the bound."""
         debt_repaid = min(amount, debt_of(self.lots))
         if amount > debt_repaid and len(self.lots) >= LOTS_PER_ACCOUNT_MAX:
-            raise LimitExceededError(f"an account may hold at most {LOTS_PER_ACCOUNT_MAX} open lots")
+            raise LimitExceededError(
+                f"an account may hold at most {LOTS_PER_ACCOUNT_MAX} open lots"
+            )
         return debt_repaid, amount - debt_repaid
 
     def grant(
@@ -436,7 +441,9 @@ class Account(Aggregate):
             )
         new_lots = sum(1 for r in restores if "lot" in r)
         if len(self.lots) + new_lots > LOTS_PER_ACCOUNT_MAX:
-            raise LimitExceededError(f"an account may hold at most {LOTS_PER_ACCOUNT_MAX} open lots")
+            raise LimitExceededError(
+                f"an account may hold at most {LOTS_PER_ACCOUNT_MAX} open lots"
+            )
         self.trigger_event(
             self.CreditsRefunded,
             **self._common(amount),
@@ -485,7 +492,9 @@ class Account(Aggregate):
         if amount > hold["amount"]:
             raise HoldNotActiveError(f"capture of {amount} exceeds the {hold['amount']} held")
         order = {lot["lot_id"]: index for index, lot in enumerate(lots_in_burn_order(self.lots))}
-        reservations = sorted(hold["reservations"], key=lambda r: order.get(r["lot_id"], len(order)))
+        reservations = sorted(
+            hold["reservations"], key=lambda r: order.get(r["lot_id"], len(order))
+        )
         draws: list[Draw] = []
         left = amount
         for reservation in reservations:

@@ -13,7 +13,6 @@ from uuid import UUID
 
 from eventsourcing.application import Application
 from eventsourcing.domain import Snapshot
-from eventsourcing.persistence import Transcoder
 from eventsourcing.utils import Environment
 
 from ledger.errors import InvalidCommandError
@@ -23,10 +22,14 @@ STORE_POOL_SIZE = 4
 STORE_POOL_OVERFLOW = 4
 # Seconds to wait for the events table lock before giving up (the writer then retries).
 STORE_LOCK_TIMEOUT_S = 5
-STORE_CONNECT_TIMEOUT_S = 10
+# Seconds to wait for a pooled connection. The library retries a failed write 10 times, so an
+# unreachable store answers `unavailable` after about ten times this.
+STORE_CONNECT_TIMEOUT_S = 2
 
 
-def postgres_env(database_url: str, schema: str = "public") -> dict[str, str]:
+def postgres_env(
+    database_url: str, schema: str = "public", connect_timeout_s: int = STORE_CONNECT_TIMEOUT_S
+) -> dict[str, str]:
     """The library's settings for a `postgresql://user:pw@host:port/db?host=/socket/dir` URL."""
     parts = urlsplit(database_url)
     if parts.scheme not in ("postgresql", "postgres"):
@@ -44,7 +47,7 @@ def postgres_env(database_url: str, schema: str = "public") -> dict[str, str]:
         "POSTGRES_POOL_SIZE": str(STORE_POOL_SIZE),
         "POSTGRES_MAX_OVERFLOW": str(STORE_POOL_OVERFLOW),
         "POSTGRES_LOCK_TIMEOUT": str(STORE_LOCK_TIMEOUT_S),
-        "POSTGRES_CONNECT_TIMEOUT": str(STORE_CONNECT_TIMEOUT_S),
+        "POSTGRES_CONNECT_TIMEOUT": str(connect_timeout_s),
         "POSTGRES_PRE_PING": "y",
         "CREATE_TABLE": "y",
     }
@@ -57,14 +60,17 @@ class Ledger(Application[UUID]):
     is_snapshotting_enabled = True
     snapshot_class = Snapshot
 
-    def __init__(self, database_url: str, schema: str = "public") -> None:
-        super().__init__(env=postgres_env(database_url, schema))
+    def __init__(
+        self,
+        database_url: str,
+        schema: str = "public",
+        connect_timeout_s: int = STORE_CONNECT_TIMEOUT_S,
+    ) -> None:
+        super().__init__(env=postgres_env(database_url, schema, connect_timeout_s))
 
     def construct_env(self, name: str, env: Any = None) -> Environment:
-        return Environment(name, dict(env or {}))
-
-    def construct_transcoder(self) -> Transcoder:
-        return super().construct_transcoder()
+        """Only what was passed in: the library would otherwise read os.environ."""
+        return Environment(name, {**dict(env or {}), "IS_SNAPSHOTTING_ENABLED": "y"})
 
     @property
     def events_table(self) -> str:

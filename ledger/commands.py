@@ -8,7 +8,7 @@ even against its idempotency key). `fingerprint(command)` identifies a request f
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -30,10 +30,8 @@ from ledger.limits import (
 )
 from ledger.tenant import SCOPES
 
-_STRUCT = {"frozen": True, "kw_only": True, "forbid_unknown_fields": True}
 
-
-class TenantSettings(msgspec.Struct, **_STRUCT):
+class TenantSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     signup_bonus: int = 0
     signup_bonus_expires_in_days: int | None = None
     overdraft_limit: int = 0
@@ -41,54 +39,68 @@ class TenantSettings(msgspec.Struct, **_STRUCT):
     purchase_rates: dict[str, str] = {}
 
 
-class TenantSettingsPatch(msgspec.Struct, **_STRUCT):
+class TenantSettingsPatch(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     signup_bonus: int | msgspec.UnsetType = msgspec.UNSET
-    signup_bonus_expires_in_days: int | None | msgspec.UnsetType = msgspec.UNSET
+    signup_bonus_expires_in_days: int | msgspec.UnsetType | None = msgspec.UNSET
     overdraft_limit: int | msgspec.UnsetType = msgspec.UNSET
-    low_balance_threshold: int | None | msgspec.UnsetType = msgspec.UNSET
+    low_balance_threshold: int | msgspec.UnsetType | None = msgspec.UNSET
     purchase_rates: dict[str, str] | msgspec.UnsetType = msgspec.UNSET
 
 
-class Price(msgspec.Struct, **_STRUCT):
+class Price(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     amount: str  # a decimal string, "9.99"
     currency: str  # ISO 4217
 
 
-class Command(msgspec.Struct, tag_field="op", **_STRUCT):
+class Command(
+    msgspec.Struct, tag_field="op", frozen=True, kw_only=True, forbid_unknown_fields=True
+):
     tenant_id: str
     idempotency_key: str | None = None
 
 
-class AccountCommand(Command, **_STRUCT):
+class AccountCommand(Command, frozen=True, kw_only=True, forbid_unknown_fields=True):
     account_id: str
 
 
-class CreateTenant(Command, tag="create_tenant", **_STRUCT):
+class CreateTenant(
+    Command, tag="create_tenant", frozen=True, kw_only=True, forbid_unknown_fields=True
+):
     name: str
     settings: TenantSettings = TenantSettings()
 
 
-class UpdateTenant(Command, tag="update_tenant", **_STRUCT):
+class UpdateTenant(
+    Command, tag="update_tenant", frozen=True, kw_only=True, forbid_unknown_fields=True
+):
     name: str | None = None
     settings: TenantSettingsPatch | None = None
 
 
-class CreateApiKey(Command, tag="create_api_key", **_STRUCT):
+class CreateApiKey(
+    Command, tag="create_api_key", frozen=True, kw_only=True, forbid_unknown_fields=True
+):
     scopes: list[str]
     name: str = ""
     expires_at: datetime | None = None
 
 
-class RevokeApiKey(Command, tag="revoke_api_key", **_STRUCT):
+class RevokeApiKey(
+    Command, tag="revoke_api_key", frozen=True, kw_only=True, forbid_unknown_fields=True
+):
     key_id: str
 
 
-class OpenAccount(AccountCommand, tag="open", **_STRUCT):
+class OpenAccount(
+    AccountCommand, tag="open", frozen=True, kw_only=True, forbid_unknown_fields=True
+):
     metadata: dict[str, Any] = {}
     signup_bonus: int | None = None
 
 
-class GrantCredits(AccountCommand, tag="grant", **_STRUCT):
+class GrantCredits(
+    AccountCommand, tag="grant", frozen=True, kw_only=True, forbid_unknown_fields=True
+):
     amount: int
     reason: str
     expires_at: datetime | None = None
@@ -96,7 +108,9 @@ class GrantCredits(AccountCommand, tag="grant", **_STRUCT):
     metadata: dict[str, Any] = {}
 
 
-class PurchaseCredits(AccountCommand, tag="purchase", **_STRUCT):
+class PurchaseCredits(
+    AccountCommand, tag="purchase", frozen=True, kw_only=True, forbid_unknown_fields=True
+):
     price: Price
     payment_ref: str
     amount: int | None = None
@@ -104,7 +118,9 @@ class PurchaseCredits(AccountCommand, tag="purchase", **_STRUCT):
     metadata: dict[str, Any] = {}
 
 
-class ConsumeCredits(AccountCommand, tag="consume", **_STRUCT):
+class ConsumeCredits(
+    AccountCommand, tag="consume", frozen=True, kw_only=True, forbid_unknown_fields=True
+):
     amount: int
     operation: str
     resource: str | None = None
@@ -112,36 +128,64 @@ class ConsumeCredits(AccountCommand, tag="consume", **_STRUCT):
     metadata: dict[str, Any] = {}
 
 
-class RefundConsumption(AccountCommand, tag="refund", **_STRUCT):
+class RefundConsumption(
+    AccountCommand, tag="refund", frozen=True, kw_only=True, forbid_unknown_fields=True
+):
     consumption_id: str
     reason: str
     amount: int | None = None
 
 
-class PlaceHold(AccountCommand, tag="hold", **_STRUCT):
+class PlaceHold(AccountCommand, tag="hold", frozen=True, kw_only=True, forbid_unknown_fields=True):
     amount: int
     operation: str
     expires_in_s: int = 300
     metadata: dict[str, Any] = {}
 
 
-class CaptureHold(AccountCommand, tag="capture", **_STRUCT):
+class CaptureHold(
+    AccountCommand, tag="capture", frozen=True, kw_only=True, forbid_unknown_fields=True
+):
     hold_id: str
     amount: int | None = None
 
 
-class ReleaseHold(AccountCommand, tag="release", **_STRUCT):
+class ReleaseHold(
+    AccountCommand, tag="release", frozen=True, kw_only=True, forbid_unknown_fields=True
+):
     hold_id: str
 
 
-class AdjustBalance(AccountCommand, tag="adjust", **_STRUCT):
+class AdjustBalance(
+    AccountCommand, tag="adjust", frozen=True, kw_only=True, forbid_unknown_fields=True
+):
     amount: int
     reason: str
 
 
-class ExpireCredits(AccountCommand, tag="expire", **_STRUCT):
+class ExpireCredits(
+    AccountCommand, tag="expire", frozen=True, kw_only=True, forbid_unknown_fields=True
+):
     """Ends the account's holds and lots that are past their expiry (a sweeper sends it)."""
 
+
+class GetAccount(
+    AccountCommand, tag="get_account", frozen=True, kw_only=True, forbid_unknown_fields=True
+):
+    """A read through the writer: reflects every command already answered."""
+
+
+class GetHold(
+    AccountCommand, tag="get_hold", frozen=True, kw_only=True, forbid_unknown_fields=True
+):
+    hold_id: str
+
+
+class GetTenant(Command, tag="get_tenant", frozen=True, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+QUERIES = (GetAccount, GetHold, GetTenant)
 
 ACCOUNT_COMMANDS = (
     OpenAccount,
@@ -227,7 +271,7 @@ def parse_decimal(value: str, name: str) -> Decimal:
     try:
         number = Decimal(value)
     except InvalidOperation as error:
-        raise _invalid(f"{name} must be a decimal string such as \"9.99\"") from error
+        raise _invalid(f'{name} must be a decimal string such as "9.99"') from error
     if not number.is_finite() or number < 0 or len(value) > 40:
         raise _invalid(f"{name} must be a non-negative decimal string")
     return number
@@ -260,7 +304,7 @@ def check_settings(settings: TenantSettings | TenantSettingsPatch) -> None:
                 raise _invalid("purchase rates must be positive")
 
 
-def check(command: Command, now: datetime) -> None:  # noqa: C901 - one branch per command
+def check(command: Command, now: datetime) -> None:  # noqa: C901, PLR0915 - a branch per command
     """Raises InvalidCommandError unless the command is well-formed."""
     check_tenant_id(command.tenant_id)
     if command.idempotency_key is not None:
@@ -301,7 +345,9 @@ def check(command: Command, now: datetime) -> None:  # noqa: C901 - one branch p
             check_currency(command.price.currency)
             ref = command.payment_ref
             if not 1 <= len(ref) <= PAYMENT_REF_LENGTH_MAX or not ref.isprintable():
-                raise _invalid(f"payment_ref must be 1-{PAYMENT_REF_LENGTH_MAX} printable characters")
+                raise _invalid(
+                    f"payment_ref must be 1-{PAYMENT_REF_LENGTH_MAX} printable characters"
+                )
             check_expires_at(command.expires_at, now)
             check_metadata(command.metadata)
         case ConsumeCredits():
@@ -332,14 +378,16 @@ def check(command: Command, now: datetime) -> None:  # noqa: C901 - one branch p
                 raise _invalid("amount must be a non-zero integer")
             check_amount(abs(command.amount))
             check_text(command.reason, "reason")
-        case ExpireCredits():
+        case ExpireCredits() | GetAccount() | GetTenant():
             pass
+        case GetHold():
+            check_text(command.hold_id, "hold_id")
         case _:
             raise _invalid(f"unknown command {type(command).__name__}")
 
 
 def utc_now() -> datetime:
-    return datetime.now(tz=timezone.utc)
+    return datetime.now(tz=UTC)
 
 
 def hold_expiry(command: PlaceHold, now: datetime) -> datetime:

@@ -50,7 +50,7 @@ from ledger.results import (
     hold_view,
     tenant_view,
 )
-from ledger.tenant import ApiKeyIndex, Tenant, hash_api_key, new_api_key
+from ledger.tenant import SCOPES, ApiKeyIndex, Tenant, hash_api_key, new_api_key
 
 T = TypeVar("T")
 
@@ -60,7 +60,9 @@ class Session(Protocol):
 
     now: datetime
 
-    def get(self, cls: type[T], aggregate_id: UUID) -> T | None: ...
+    def get(self, cls: type[T], aggregate_id: UUID, *, fresh: bool = False) -> T | None:
+        """The aggregate, or None. `fresh`: also what other writers committed since caching."""
+
     def add(self, aggregate: Any) -> None: ...
     def tenant(self, tenant_id: str) -> Tenant | None: ...
     def checkpoint(self) -> None: ...
@@ -137,7 +139,8 @@ def replay(stored: StoredResult) -> Outcome:
 
 def dispatch(command: c.Command, session: Session) -> Outcome:
     handler = HANDLERS[type(command)]
-    return handler(command, session)
+    outcome: Outcome = handler(command, session)
+    return outcome
 
 
 # --------------------------------------------------------------------- tenants
@@ -154,7 +157,7 @@ def create_tenant(command: c.CreateTenant, session: Session) -> Outcome:
         name=command.name,
         settings=msgspec.to_builtins(command.settings),
     )
-    key_view = _add_key(session, tenant, name="first key", scopes=list(c.SCOPES), expires_at=None)
+    key_view = _add_key(session, tenant, name="first key", scopes=list(SCOPES), expires_at=None)
     session.add(tenant)
     return Outcome(value=tenant_view(tenant, key_view))
 
@@ -222,6 +225,7 @@ def _settings(session: Session, tenant_id: str) -> dict[str, Any]:
 
 def _entry(account: Account) -> tuple[Entry, tuple[UUID, int], Any]:
     event = account.pending_events[-1]
+    assert isinstance(event, Account.Event | Account.Opened)
     return entry_from_event(event), (account.id, event.originator_version), event
 
 
@@ -247,7 +251,11 @@ def _swept_account(command: c.AccountCommand, session: Session) -> Account:
 
 def _lot_info(account: Account) -> dict[str, dict[str, Any]]:
     return {
-        lot_id: {"source": lot["source"], "expires_at": lot["expires_at"], "priority": lot["priority"]}
+        lot_id: {
+            "source": lot["source"],
+            "expires_at": lot["expires_at"],
+            "priority": lot["priority"],
+        }
         for lot_id, lot in account.lots.items()
     }
 
@@ -446,7 +454,9 @@ def capture_hold(command: c.CaptureHold, session: Session) -> Outcome:
         raise HoldNotActiveError(f"capture of {amount} exceeds the {record.amount} held")
     lot_info = _lot_info(account)
     consumption_id = new_id()
-    draws = account.capture_hold(hold_id=command.hold_id, amount=amount, consumption_id=consumption_id)
+    draws = account.capture_hold(
+        hold_id=command.hold_id, amount=amount, consumption_id=consumption_id
+    )
     outcome = _entry_outcome(account)
     record.end("captured", amount)
     session.add(record)
@@ -485,7 +495,38 @@ def expire_credits(command: c.ExpireCredits, session: Session) -> Outcome:
     return Outcome(value=value, created=False)
 
 
+# ------------------------------------------------------------------- queries
+
+
+def get_account(command: c.GetAccount, session: Session) -> Outcome:
+    account_uuid = account_aggregate_id(command.tenant_id, command.account_id)
+    account = session.get(Account, account_uuid, fresh=True)
+    if account is None:
+        raise AccountNotFoundError(f"account {command.account_id} not found")
+    return Outcome(
+        value=account_view(account), created=False, entry_ref=(account.id, account.version)
+    )
+
+
+def get_hold(command: c.GetHold, session: Session) -> Outcome:
+    hold_uuid = aggregate_id(command.tenant_id, "hold", command.hold_id)
+    record = session.get(HoldRecord, hold_uuid, fresh=True)
+    if record is None or record.account_id != command.account_id:
+        raise HoldNotFoundError(f"hold {command.hold_id} not found")
+    return Outcome(value=hold_view(record), created=False)
+
+
+def get_tenant(command: c.GetTenant, session: Session) -> Outcome:
+    tenant = session.tenant(command.tenant_id)
+    if tenant is None:
+        raise TenantNotFoundError(f"tenant {command.tenant_id} not found")
+    return Outcome(value=tenant_view(tenant), created=False)
+
+
 HANDLERS: dict[type[c.Command], Any] = {
+    c.GetAccount: get_account,
+    c.GetHold: get_hold,
+    c.GetTenant: get_tenant,
     c.CreateTenant: create_tenant,
     c.UpdateTenant: update_tenant,
     c.CreateApiKey: create_api_key,

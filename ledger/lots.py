@@ -34,7 +34,9 @@ def lots_in_burn_order(lots: dict[str, Lot]) -> list[Lot]:
 
 
 def lot_available(lot: Lot) -> int:
-    return max(0, lot["remaining"] - lot["held"])
+    remaining: int = lot["remaining"]
+    held: int = lot["held"]
+    return max(0, remaining - held)
 
 
 def plan_draws(lots: dict[str, Lot], amount: int) -> list[Draw]:

@@ -16,10 +16,8 @@ from ledger.ids import entry_id
 from ledger.records import HoldRecord
 from ledger.tenant import Tenant
 
-_STRUCT = {"frozen": True, "kw_only": True, "omit_defaults": True}
 
-
-class Entry(msgspec.Struct, **_STRUCT):
+class Entry(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     entry_id: str
     account_id: str
     type: str
@@ -43,7 +41,7 @@ class Entry(msgspec.Struct, **_STRUCT):
     metadata: dict[str, Any] | None = None
 
 
-class LotView(msgspec.Struct, **_STRUCT):
+class LotView(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     lot_id: str
     source: str
     remaining: int
@@ -61,7 +59,7 @@ class Totals(msgspec.Struct, frozen=True, kw_only=True):
     adjusted: int
 
 
-class AccountView(msgspec.Struct, **_STRUCT):
+class AccountView(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     account_id: str
     balance: int
     available: int
@@ -75,7 +73,7 @@ class AccountView(msgspec.Struct, **_STRUCT):
     position: int = 0
 
 
-class HoldView(msgspec.Struct, **_STRUCT):
+class HoldView(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     hold_id: str
     account_id: str
     amount: int
@@ -87,7 +85,7 @@ class HoldView(msgspec.Struct, **_STRUCT):
     position: int = 0
 
 
-class ApiKeyView(msgspec.Struct, **_STRUCT):
+class ApiKeyView(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     key_id: str
     name: str
     scopes: list[str]
@@ -98,7 +96,7 @@ class ApiKeyView(msgspec.Struct, **_STRUCT):
     key: str | None = None  # the secret: present only in the answer that created it
 
 
-class TenantView(msgspec.Struct, **_STRUCT):
+class TenantView(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     tenant_id: str
     name: str
     settings: dict[str, Any]

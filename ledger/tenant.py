@@ -83,7 +83,9 @@ class Tenant(Aggregate):
         self, *, key_id: str, key: str, name: str, scopes: list[str], expires_at: datetime | None
     ) -> None:
         if len(self.api_keys) >= API_KEYS_PER_TENANT_MAX:
-            raise LimitExceededError(f"a tenant may have at most {API_KEYS_PER_TENANT_MAX} API keys")
+            raise LimitExceededError(
+                f"a tenant may have at most {API_KEYS_PER_TENANT_MAX} API keys"
+            )
         self.trigger_event(
             self.ApiKeyCreated,
             key_id=key_id,

@@ -18,18 +18,20 @@ from __future__ import annotations
 
 import asyncio
 import queue
+import random
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from uuid import UUID
 
 import msgspec
 import structlog
 from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.domain import Snapshot
 from eventsourcing.persistence import IntegrityError, PersistenceError
 
 from ledger import commands as c
@@ -62,8 +64,11 @@ CACHE_SIZE_MAX = 100_000
 # Tenant settings (overdraft limit, rates) are re-read at least this often, so a change made
 # through another replica applies within this time.
 TENANT_CACHE_TTL_S = 1.0
-# Reruns of a batch after conflicts before its commands fail with WriteConflictError.
-CONFLICT_RETRIES_MAX = 6
+# Reruns of a lone command after conflicts before it fails with WriteConflictError, and the
+# most a rerun waits (a random part of it: two writers on one hot account must not keep
+# colliding in step).
+CONFLICT_RETRIES_MAX = 12
+CONFLICT_BACKOFF_MAX_S = 0.05
 
 
 class AggregateCache:
@@ -107,12 +112,15 @@ class BatchSession:
         self.versions_at_load: dict[UUID, int] = {}
         self.mark = 0
 
-    def get(self, cls: type[T], aggregate_id: UUID) -> T | None:
+    def get(self, cls: type[T], aggregate_id: UUID, *, fresh: bool = False) -> T | None:
         aggregate = self.touched.get(aggregate_id)
         if aggregate is None:
             cached = self.cache.get(aggregate_id)
             if cached is not None:
                 aggregate, loaded_at = cached
+                if fresh:  # another replica may have written since: catch up before answering
+                    for event in self.ledger.events.get(aggregate_id, gt=aggregate.version):
+                        event.mutate(aggregate)  # type: ignore[attr-defined]
             else:
                 try:
                     aggregate = self.ledger.repository.get(aggregate_id)
@@ -270,7 +278,7 @@ class Writer:
     def _process(self, works: list[Work]) -> None:
         try:
             self._run_batch(works, attempt=0)
-        except Exception as error:  # noqa: BLE001 - a bug must not kill the writer thread
+        except Exception as error:
             log.exception("writer_batch_crashed", commands=sum(len(w.commands) for w in works))
             self.cache.clear()
             for work in works:
@@ -291,7 +299,9 @@ class Writer:
             except PersistenceError as error:
                 session.evict_all()
                 log.error("writer_store_unreachable", error=str(error))
-                self._fail(works, UnavailableError("the event store is unreachable; nothing was recorded"))
+                self._fail(
+                    works, UnavailableError("the event store is unreachable; nothing was recorded")
+                )
                 return
             if not rerun:
                 self._save(works, session, results, attempt)
@@ -310,7 +320,8 @@ class Writer:
             except LedgerError as error:
                 if work.atomic:
                     error = AtomicBatchFailedError(
-                        f"commands[{index}] failed ({error.code}): {error.detail}; nothing was applied",
+                        f"commands[{index}] failed ({error.code}): {error.detail}; "
+                        "nothing was applied",
                         index=index,
                         cause=error,
                     )
@@ -321,7 +332,7 @@ class Writer:
                 return dirty
             except PersistenceError:
                 raise
-            except Exception as error:  # noqa: BLE001 - a bug fails its own command only
+            except Exception as error:
                 log.exception("command_crashed", command=type(command).__name__)
                 self._resolve(work, error)
                 return True
@@ -333,7 +344,9 @@ class Writer:
     ) -> None:
         pending = [work for work in works if not work.done]
         try:
-            recordings = self.ledger.save(*session.touched.values())
+            recordings = (
+                self.ledger.save(*session.touched.values()) if session.pending_count() else []
+            )
         except IntegrityError as error:
             session.evict_all()
             self._on_conflict(pending, attempt, error)
@@ -341,12 +354,16 @@ class Writer:
         except PersistenceError as error:
             session.evict_all()
             log.error("writer_commit_failed", error=str(error), commands=len(pending))
-            self._fail(pending, UnavailableError("the event store is unreachable; nothing was recorded"))
+            self._fail(
+                pending, UnavailableError("the event store is unreachable; nothing was recorded")
+            )
             return
         for aggregate_id, aggregate in session.touched.items():
             self.cache.put(aggregate, session.loaded_at[aggregate_id])
-        positions = {
-            (r.notification.originator_id, r.notification.originator_version): r.notification.id
+        positions: dict[tuple[UUID, int], int] = {
+            (cast(UUID, r.notification.originator_id), r.notification.originator_version): (
+                r.notification.id
+            )
             for r in recordings
         }
         self._fill_positions(pending, results, positions)
@@ -365,6 +382,7 @@ class Writer:
             if attempt >= CONFLICT_RETRIES_MAX:
                 self._fail(works, WriteConflictError("concurrent changes kept conflicting; retry"))
             else:
+                time.sleep(random.uniform(0, min(CONFLICT_BACKOFF_MAX_S, 0.001 * 2**attempt)))  # noqa: S311
                 self._run_batch(works, attempt + 1)
         elif attempt == 0:
             self._run_batch(works, attempt + 1)
@@ -380,7 +398,7 @@ class Writer:
         missing = {o.entry_ref for o in outcomes if o.entry_ref and o.entry_ref not in positions}
         if missing:  # replays of answers committed in earlier batches
             try:
-                positions.update(self.ledger.positions_of(missing))  # type: ignore[arg-type]
+                positions.update(self.ledger.positions_of(missing))
             except PersistenceError as error:
                 log.warning("position_lookup_failed", error=str(error))
         for outcome in outcomes:
@@ -396,7 +414,7 @@ class Writer:
             if isinstance(aggregate, Account) and (
                 aggregate.version // SNAPSHOT_INTERVAL > before // SNAPSHOT_INTERVAL
             ):
-                snapshots.append(self.ledger.snapshot_class.take(aggregate))  # type: ignore[union-attr]
+                snapshots.append(Snapshot.take(aggregate))
         if snapshots and self.ledger.snapshots is not None:
             try:
                 self.ledger.snapshots.put(snapshots)

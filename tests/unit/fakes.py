@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -14,7 +14,7 @@ from ledger.tenant import Tenant
 
 T = TypeVar("T")
 
-START = datetime(2026, 11, 22, 10, 0, tzinfo=timezone.utc)
+START = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 
 
 class InMemorySession:
@@ -23,7 +23,7 @@ class InMemorySession:
         self.now = now
         self.touched: dict[UUID, Any] = {}
 
-    def get(self, cls: type[T], aggregate_id: UUID) -> T | None:
+    def get(self, cls: type[T], aggregate_id: UUID, *, fresh: bool = False) -> T | None:
         if aggregate_id not in self.touched:
             if aggregate_id not in self.store:
                 return None

@@ -42,12 +42,16 @@ def account(ledger: InMemoryLedger, account_id: str = A) -> Account:
 
 
 def grant(ledger: InMemoryLedger, amount: int, **fields: object) -> c.Command:
-    return ledger.run(c.GrantCredits(tenant_id=T, account_id=A, amount=amount, reason="test", **fields)).value  # type: ignore[arg-type,return-value]
+    return ledger.run(
+        c.GrantCredits(tenant_id=T, account_id=A, amount=amount, reason="test", **fields)
+    ).value  # type: ignore[arg-type,return-value]
 
 
 def consume(ledger: InMemoryLedger, amount: int, **fields: object):  # type: ignore[no-untyped-def]
     return ledger.run(
-        c.ConsumeCredits(tenant_id=T, account_id=A, amount=amount, operation="IMAGE_GENERATION", **fields)  # type: ignore[arg-type]
+        c.ConsumeCredits(
+            tenant_id=T, account_id=A, amount=amount, operation="IMAGE_GENERATION", **fields
+        )  # type: ignore[arg-type]
     ).value
 
 
@@ -97,7 +101,12 @@ def test_consumption_burns_lower_priority_first_then_earliest_expiry_then_oldest
     first = grant(ledger, 10, priority=1)
     entry = consume(ledger, 35)
     events = [e for e in ledger.events if isinstance(e, Account.CreditsConsumed)]
-    assert [d["lot_id"] for d in events[-1].draws] == [first.lot_id, soon.lot_id, late.lot_id, never.lot_id]
+    assert [d["lot_id"] for d in events[-1].draws] == [
+        first.lot_id,
+        soon.lot_id,
+        late.lot_id,
+        never.lot_id,
+    ]
     assert [d["amount"] for d in events[-1].draws] == [10, 10, 10, 5]
     assert entry.balance == 5
 
@@ -154,7 +163,10 @@ def test_a_purchase_without_amount_is_priced_by_the_tenants_rate() -> None:
     ledger = make_ledger(purchase_rates={"USD": "100"})
     entry = ledger.run(
         c.PurchaseCredits(
-            tenant_id=T, account_id=A, price=c.Price(amount="9.99", currency="USD"), payment_ref="pi_1"
+            tenant_id=T,
+            account_id=A,
+            price=c.Price(amount="9.99", currency="USD"),
+            payment_ref="pi_1",
         )
     ).value
     assert entry.amount == 999
@@ -166,7 +178,10 @@ def test_a_purchase_in_a_currency_without_rate_is_invalid() -> None:
     with pytest.raises(InvalidCommandError):
         ledger.run(
             c.PurchaseCredits(
-                tenant_id=T, account_id=A, price=c.Price(amount="5", currency="EUR"), payment_ref="pi_1"
+                tenant_id=T,
+                account_id=A,
+                price=c.Price(amount="5", currency="EUR"),
+                payment_ref="pi_1",
             )
         )
 
@@ -174,7 +189,11 @@ def test_a_purchase_in_a_currency_without_rate_is_invalid() -> None:
 def test_a_payment_ref_is_never_credited_twice() -> None:
     ledger = make_ledger()
     buy = c.PurchaseCredits(
-        tenant_id=T, account_id=A, amount=100, price=c.Price(amount="1", currency="USD"), payment_ref="pi_1"
+        tenant_id=T,
+        account_id=A,
+        amount=100,
+        price=c.Price(amount="1", currency="USD"),
+        payment_ref="pi_1",
     )
     first = ledger.run(buy)
     second = ledger.run(c.PurchaseCredits(**{**c.msgspec.structs.asdict(buy), "amount": 500}))  # type: ignore[attr-defined]
@@ -192,14 +211,24 @@ def test_a_refund_gives_back_at_most_what_is_still_refundable() -> None:
     ledger = make_ledger()
     grant(ledger, 100)
     used = consume(ledger, 30)
-    refund = c.RefundConsumption(tenant_id=T, account_id=A, consumption_id=used.consumption_id, reason="failed", amount=20)
+    refund = c.RefundConsumption(
+        tenant_id=T, account_id=A, consumption_id=used.consumption_id, reason="failed", amount=20
+    )
     assert ledger.run(refund).value.balance == 90
     with pytest.raises(RefundExceedsRefundableError):
         ledger.run(refund)
-    rest = ledger.run(c.RefundConsumption(tenant_id=T, account_id=A, consumption_id=used.consumption_id, reason="failed"))
+    rest = ledger.run(
+        c.RefundConsumption(
+            tenant_id=T, account_id=A, consumption_id=used.consumption_id, reason="failed"
+        )
+    )
     assert rest.value.amount == 10
     with pytest.raises(RefundExceedsRefundableError):
-        ledger.run(c.RefundConsumption(tenant_id=T, account_id=A, consumption_id=used.consumption_id, reason="again"))
+        ledger.run(
+            c.RefundConsumption(
+                tenant_id=T, account_id=A, consumption_id=used.consumption_id, reason="again"
+            )
+        )
     assert account(ledger).balance == 100
     assert account(ledger).totals["refunded"] == 30
 
@@ -209,9 +238,17 @@ def test_a_refund_returns_credits_to_the_lots_they_came_from() -> None:
     lot = grant(ledger, 10, expires_at=START + timedelta(days=3), priority=5)
     used = consume(ledger, 10)
     assert lot.lot_id not in account(ledger).lots
-    ledger.run(c.RefundConsumption(tenant_id=T, account_id=A, consumption_id=used.consumption_id, reason="failed"))
+    ledger.run(
+        c.RefundConsumption(
+            tenant_id=T, account_id=A, consumption_id=used.consumption_id, reason="failed"
+        )
+    )
     restored = account(ledger).lots[lot.lot_id]
-    assert (restored["remaining"], restored["priority"], restored["expires_at"]) == (10, 5, lot.expires_at)
+    assert (restored["remaining"], restored["priority"], restored["expires_at"]) == (
+        10,
+        5,
+        lot.expires_at,
+    )
 
 
 def test_a_refund_of_credits_whose_lot_expired_goes_into_a_refund_lot() -> None:
@@ -219,7 +256,11 @@ def test_a_refund_of_credits_whose_lot_expired_goes_into_a_refund_lot() -> None:
     grant(ledger, 10, expires_at=START + timedelta(hours=1))
     used = consume(ledger, 10)
     ledger.now = START + timedelta(hours=2)
-    ledger.run(c.RefundConsumption(tenant_id=T, account_id=A, consumption_id=used.consumption_id, reason="failed"))
+    ledger.run(
+        c.RefundConsumption(
+            tenant_id=T, account_id=A, consumption_id=used.consumption_id, reason="failed"
+        )
+    )
     (lot,) = account(ledger).lots.values()
     assert (lot["source"], lot["remaining"], lot["expires_at"]) == ("refund", 10, None)
 
@@ -230,14 +271,22 @@ def test_another_accounts_consumption_cannot_be_refunded_here() -> None:
     used = consume(ledger, 5)
     ledger.run(c.OpenAccount(tenant_id=T, account_id="mallory"))
     with pytest.raises(ConsumptionNotFoundError):
-        ledger.run(c.RefundConsumption(tenant_id=T, account_id="mallory", consumption_id=used.consumption_id, reason="x"))
+        ledger.run(
+            c.RefundConsumption(
+                tenant_id=T, account_id="mallory", consumption_id=used.consumption_id, reason="x"
+            )
+        )
 
 
 # ------------------------------------------------------------------ holds
 
 
 def place(ledger: InMemoryLedger, amount: int, **fields: object):  # type: ignore[no-untyped-def]
-    return ledger.run(c.PlaceHold(tenant_id=T, account_id=A, amount=amount, operation="VIDEO_GENERATION", **fields)).value  # type: ignore[arg-type]
+    return ledger.run(
+        c.PlaceHold(
+            tenant_id=T, account_id=A, amount=amount, operation="VIDEO_GENERATION", **fields
+        )
+    ).value  # type: ignore[arg-type]
 
 
 def test_a_hold_reserves_credits_from_specific_lots_and_lowers_available() -> None:
@@ -259,7 +308,9 @@ def test_capture_takes_at_most_what_is_held_and_releases_the_rest() -> None:
     hold = place(ledger, 40)
     with pytest.raises(HoldNotActiveError):
         ledger.run(c.CaptureHold(tenant_id=T, account_id=A, hold_id=hold.hold_id, amount=41))
-    entry = ledger.run(c.CaptureHold(tenant_id=T, account_id=A, hold_id=hold.hold_id, amount=25)).value
+    entry = ledger.run(
+        c.CaptureHold(tenant_id=T, account_id=A, hold_id=hold.hold_id, amount=25)
+    ).value
     assert (entry.type, entry.amount, entry.balance, entry.held) == ("capture", -25, 75, 0)
     with pytest.raises(HoldNotActiveError):
         ledger.run(c.CaptureHold(tenant_id=T, account_id=A, hold_id=hold.hold_id))
@@ -270,7 +321,11 @@ def test_a_captured_hold_can_be_refunded_like_a_consumption() -> None:
     grant(ledger, 100)
     hold = place(ledger, 40)
     entry = ledger.run(c.CaptureHold(tenant_id=T, account_id=A, hold_id=hold.hold_id)).value
-    ledger.run(c.RefundConsumption(tenant_id=T, account_id=A, consumption_id=entry.consumption_id, reason="failed"))
+    ledger.run(
+        c.RefundConsumption(
+            tenant_id=T, account_id=A, consumption_id=entry.consumption_id, reason="failed"
+        )
+    )
     assert account(ledger).balance == 100
 
 
@@ -331,10 +386,18 @@ def test_held_credits_do_not_expire_until_the_hold_ends() -> None:
 def test_an_adjustment_may_not_take_balance_below_the_overdraft_limit() -> None:
     ledger = make_ledger(overdraft_limit=5)
     grant(ledger, 10)
-    assert ledger.run(c.AdjustBalance(tenant_id=T, account_id=A, amount=-15, reason="fix")).value.balance == -5
+    assert (
+        ledger.run(
+            c.AdjustBalance(tenant_id=T, account_id=A, amount=-15, reason="fix")
+        ).value.balance
+        == -5
+    )
     with pytest.raises(InsufficientCreditsError):
         ledger.run(c.AdjustBalance(tenant_id=T, account_id=A, amount=-1, reason="fix"))
-    assert ledger.run(c.AdjustBalance(tenant_id=T, account_id=A, amount=7, reason="fix")).value.balance == 2
+    assert (
+        ledger.run(c.AdjustBalance(tenant_id=T, account_id=A, amount=7, reason="fix")).value.balance
+        == 2
+    )
 
 
 def test_every_entry_states_balance_available_and_held_after_it() -> None:

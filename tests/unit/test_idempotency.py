@@ -23,7 +23,9 @@ def ready() -> InMemoryLedger:
 
 
 def consume(amount: int, key: str | None = "k-1") -> c.ConsumeCredits:
-    return c.ConsumeCredits(tenant_id=T, account_id=A, amount=amount, operation="op", idempotency_key=key)
+    return c.ConsumeCredits(
+        tenant_id=T, account_id=A, amount=amount, operation="op", idempotency_key=key
+    )
 
 
 def test_the_same_key_and_request_replays_the_stored_answer_without_applying_again() -> None:
@@ -49,7 +51,11 @@ def test_keys_are_scoped_to_the_tenant() -> None:
     ledger.run(c.OpenAccount(tenant_id="other", account_id=A))
     ledger.run(c.GrantCredits(tenant_id="other", account_id=A, amount=100, reason="x"))
     ledger.run(consume(10))
-    other = ledger.run(c.ConsumeCredits(tenant_id="other", account_id=A, amount=99, operation="op", idempotency_key="k-1"))
+    other = ledger.run(
+        c.ConsumeCredits(
+            tenant_id="other", account_id=A, amount=99, operation="op", idempotency_key="k-1"
+        )
+    )
     assert not other.replayed
 
 

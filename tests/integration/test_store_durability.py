@@ -1,0 +1,85 @@
+"""Snapshots keep cold loads short; an unreachable store answers `unavailable`, records nothing."""
+
+from __future__ import annotations
+
+import asyncio
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from ledger import commands as c
+from ledger.application import Ledger
+from ledger.errors import UnavailableError
+from ledger.ids import account_aggregate_id
+from ledger.limits import SNAPSHOT_INTERVAL
+from ledger.writer import Writer
+from tests.integration.helpers import balance, open_funded
+from tests.integration.proxy import Proxy
+
+T = "durable"
+
+
+async def test_a_long_history_loads_from_a_snapshot_plus_fewer_than_the_interval_of_events(
+    writer: Writer, database_url: str, schema: str
+) -> None:
+    await open_funded(writer, T, {"busy": 10_000})
+    count = 2 * SNAPSHOT_INTERVAL + 37
+    await asyncio.gather(
+        *(
+            writer.submit(
+                c.ConsumeCredits(tenant_id=T, account_id="busy", amount=1, operation="op")
+            )
+            for _ in range(count)
+        )
+    )
+    cold = Ledger(database_url, schema=schema)
+    try:
+        account_uuid = account_aggregate_id(T, "busy")
+        assert cold.snapshots is not None
+        (snapshot,) = list(cold.snapshots.get(account_uuid, desc=True, limit=1))
+        assert snapshot.originator_version >= 2 * SNAPSHOT_INTERVAL
+        replayed = list(cold.events.get(account_uuid, gt=snapshot.originator_version))
+        assert len(replayed) < SNAPSHOT_INTERVAL
+        loaded = cold.repository.get(account_uuid)
+        assert loaded.balance == 10_000 - count
+        assert loaded.version == snapshot.originator_version + len(replayed)
+    finally:
+        cold.close()
+
+
+def via_proxy(database_url: str, port: int) -> str:
+    parts = urlsplit(database_url)
+    netloc = f"{parts.username or 'postgres'}@127.0.0.1:{port}"
+    return parts._replace(netloc=netloc, query="").geturl()
+
+
+async def test_an_unreachable_store_answers_unavailable_and_nothing_is_recorded(
+    database_url: str, schema: str
+) -> None:
+    parts = urlsplit(database_url)
+    socket_dir = parse_qs(parts.query).get("host", [None])[0]  # the embedded server's socket
+    proxy = Proxy(socket_dir or parts.hostname or "127.0.0.1", parts.port or 5432)
+    await proxy.start()
+    # Built off the event loop: the proxy runs on it, and Ledger() connects synchronously.
+    ledger = await asyncio.to_thread(
+        Ledger, via_proxy(database_url, proxy.port), schema=schema, connect_timeout_s=1
+    )
+    writer = Writer(ledger)
+    writer.start()
+    try:
+        await open_funded(writer, T, {"a": 100})
+        await proxy.cut()
+        with pytest.raises(UnavailableError):
+            await writer.submit(
+                c.ConsumeCredits(tenant_id=T, account_id="a", amount=10, operation="op")
+            )
+        await proxy.start()
+        assert await balance(writer, T, "a") == 100
+        await writer.submit(
+            c.ConsumeCredits(tenant_id=T, account_id="a", amount=10, operation="op")
+        )
+        assert await balance(writer, T, "a") == 90
+    finally:
+        await writer.stop()
+        await proxy.cut()
+        ledger.close()
