@@ -6,6 +6,8 @@ Both live under the data directory (`.data/` by default) and stop when the proce
 from __future__ import annotations
 
 import atexit
+import json
+import os
 import shutil
 import socket
 import subprocess
@@ -28,10 +30,34 @@ def start_postgres(data_dir: Path) -> str:
 
     pgdata = (data_dir / "postgres").resolve()
     pgdata.mkdir(parents=True, exist_ok=True)
+    forget_dead_handles(pgdata / ".handle_pids.json")
     server: Any = pgserver.get_server(pgdata, cleanup_mode="stop")
     url = str(server.get_uri())
     log.info("embedded_postgres_started", pgdata=str(pgdata))
     return url
+
+
+def forget_dead_handles(handles: Path) -> None:
+    """pgserver stops PostgreSQL when its last user exits, by a list of user pids; a user that
+    was killed stays on the list and would keep the server running forever."""
+    if not handles.exists():
+        return
+    try:
+        pids = json.loads(handles.read_text())
+        live = [pid for pid in pids if _alive(pid)]
+    except (ValueError, TypeError):
+        live = []
+    handles.write_text(json.dumps(live))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def nats_server_binary() -> str:

@@ -21,6 +21,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     schema: str = "public"
     log_format: str = "auto"  # json | console | auto (console on a TTY)
     log_level: str = "info"
+    rate_limit_per_s: float = 2_000.0  # requests per second per API key, sustained
+    rate_limit_burst: int = 4_000  # requests per API key at once
 
 
 def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
@@ -41,4 +43,6 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
         schema=get("DB_SCHEMA") or "public",
         log_format=get("LOG_FORMAT") or "auto",
         log_level=get("LOG_LEVEL") or "info",
+        rate_limit_per_s=float(get("RATE_LIMIT_PER_S") or 2_000),
+        rate_limit_burst=int(get("RATE_LIMIT_BURST") or 4_000),
     )

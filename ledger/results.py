@@ -93,6 +93,7 @@ class ApiKeyView(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     created_at: datetime
     expires_at: datetime | None = None
     revoked_at: datetime | None = None
+    last_used_at: datetime | None = None
     key: str | None = None  # the secret: present only in the answer that created it
 
 
@@ -197,6 +198,7 @@ def api_key_view(api_key: dict[str, Any], key: str | None = None) -> ApiKeyView:
         created_at=api_key["created_at"],
         expires_at=api_key["expires_at"],
         revoked_at=api_key["revoked_at"],
+        last_used_at=api_key.get("last_used_at"),
         key=key,
     )
 

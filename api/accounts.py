@@ -1,0 +1,328 @@
+"""Accounts and their commands (tenant key): open, read, grant, purchase, consume, refund,
+holds, adjustments. Every command goes through the group-commit writer."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Request, Response, get, post, put
+from litestar.params import Parameter
+
+from api import wire
+from api.problems import responses
+from api.services import services_of
+from ledger import commands as c
+from ledger.handlers import Outcome
+from ledger.limits import ACCOUNT_ID_LENGTH_MAX, IDEMPOTENCY_KEY_LENGTH_MAX
+from ledger.results import AccountView, Entry, HoldView
+
+AccountIdParam = Annotated[
+    str,
+    Parameter(
+        description="The client's account id", min_length=1, max_length=ACCOUNT_ID_LENGTH_MAX
+    ),
+]
+HoldIdParam = Annotated[str, Parameter(min_length=1, max_length=64)]
+IdempotencyHeader = Annotated[
+    str | None,
+    Parameter(
+        header="Idempotency-Key",
+        min_length=1,
+        max_length=IDEMPOTENCY_KEY_LENGTH_MAX,
+        description="Same key, same request: the stored answer again (Idempotent-Replayed: true).",
+        required=False,
+    ),
+]
+
+WRITE = "accounts:write"
+CONSUME = "credits:consume"
+READ = "accounts:read"
+SECURITY = [{"bearer": []}, {"apiKey": []}]
+COMMAND_ERRORS = (
+    "forbidden",
+    "not_found",
+    "conflict",
+    "idempotency_key_reused",
+    "idempotency_key_in_use",
+)
+
+
+def answer(outcome: Outcome) -> Response[Any]:
+    headers = {"Idempotent-Replayed": "true"} if outcome.replayed else None
+    return Response(outcome.value, status_code=201 if outcome.created else 200, headers=headers)
+
+
+async def run(request: Request[Any, Any, Any], command: c.Command) -> Response[Any]:
+    outcome = await services_of(request).writer.submit(command)
+    return answer(outcome)
+
+
+async def tenant_of(request: Request[Any, Any, Any], scope: str) -> str:
+    principal = await services_of(request).auth.tenant(request, scope)
+    return principal.tenant()
+
+
+@put(
+    "/v1/accounts/{account_id:str}",
+    status_code=201,
+    summary="Open an account (the signup bonus is granted exactly once)",
+    responses=responses(
+        "forbidden", "not_found", "idempotency_key_reused", "idempotency_key_in_use"
+    ),
+    security=SECURITY,
+)
+async def open_account(
+    request: Request[Any, Any, Any],
+    account_id: AccountIdParam,
+    data: wire.AccountPut,
+    idempotency_key: IdempotencyHeader,
+) -> Response[AccountView]:
+    tenant_id = await tenant_of(request, WRITE)
+    command = c.OpenAccount(
+        tenant_id=tenant_id,
+        account_id=account_id,
+        metadata=data.metadata,
+        signup_bonus=data.signup_bonus,
+        idempotency_key=idempotency_key,
+    )
+    return await run(request, command)
+
+
+@get(
+    "/v1/accounts/{account_id:str}",
+    summary="Read an account: reflects every command already answered",
+    responses=responses("forbidden", "not_found"),
+    security=SECURITY,
+)
+async def read_account(request: Request[Any, Any, Any], account_id: AccountIdParam) -> AccountView:
+    tenant_id = await tenant_of(request, READ)
+    outcome = await services_of(request).writer.submit(
+        c.GetAccount(tenant_id=tenant_id, account_id=account_id)
+    )
+    assert isinstance(outcome.value, AccountView)
+    return outcome.value
+
+
+@get(
+    "/v1/accounts/{account_id:str}/holds/{hold_id:str}",
+    summary="Read a hold",
+    responses=responses("forbidden", "not_found"),
+    security=SECURITY,
+)
+async def read_hold(
+    request: Request[Any, Any, Any], account_id: AccountIdParam, hold_id: HoldIdParam
+) -> HoldView:
+    tenant_id = await tenant_of(request, READ)
+    query = c.GetHold(tenant_id=tenant_id, account_id=account_id, hold_id=hold_id)
+    outcome = await services_of(request).writer.submit(query)
+    assert isinstance(outcome.value, HoldView)
+    return outcome.value
+
+
+@post(
+    "/v1/accounts/{account_id:str}/grants",
+    summary="Grant credits (a new lot)",
+    responses=responses(*COMMAND_ERRORS),
+    security=SECURITY,
+)
+async def grant(
+    request: Request[Any, Any, Any],
+    account_id: AccountIdParam,
+    data: wire.GrantBody,
+    idempotency_key: IdempotencyHeader,
+) -> Response[Entry]:
+    tenant_id = await tenant_of(request, WRITE)
+    command = c.GrantCredits(
+        tenant_id=tenant_id,
+        account_id=account_id,
+        amount=data.amount,
+        reason=data.reason,
+        expires_at=data.expires_at,
+        priority=data.priority,
+        metadata=data.metadata,
+        idempotency_key=idempotency_key,
+    )
+    return await run(request, command)
+
+
+@post(
+    "/v1/accounts/{account_id:str}/purchases",
+    summary="Credit a purchase; a repeated payment_ref is never credited twice",
+    responses=responses(*COMMAND_ERRORS),
+    security=SECURITY,
+)
+async def purchase(
+    request: Request[Any, Any, Any],
+    account_id: AccountIdParam,
+    data: wire.PurchaseBody,
+    idempotency_key: IdempotencyHeader,
+) -> Response[Entry]:
+    tenant_id = await tenant_of(request, WRITE)
+    command = c.PurchaseCredits(
+        tenant_id=tenant_id,
+        account_id=account_id,
+        amount=data.amount,
+        price=data.price,
+        payment_ref=data.payment_ref,
+        expires_at=data.expires_at,
+        metadata=data.metadata,
+        idempotency_key=idempotency_key,
+    )
+    return await run(request, command)
+
+
+@post(
+    "/v1/accounts/{account_id:str}/consumptions",
+    summary="Consume credits (burn-down: priority, earliest expiry, oldest)",
+    responses=responses(*COMMAND_ERRORS, "insufficient_credits"),
+    security=SECURITY,
+)
+async def consume(
+    request: Request[Any, Any, Any],
+    account_id: AccountIdParam,
+    data: wire.ConsumeBody,
+    idempotency_key: IdempotencyHeader,
+) -> Response[Entry]:
+    tenant_id = await tenant_of(request, CONSUME)
+    command = c.ConsumeCredits(
+        tenant_id=tenant_id,
+        account_id=account_id,
+        amount=data.amount,
+        operation=data.operation,
+        resource=data.resource,
+        user_id=data.user_id,
+        metadata=data.metadata,
+        idempotency_key=idempotency_key,
+    )
+    return await run(request, command)
+
+
+@post(
+    "/v1/accounts/{account_id:str}/refunds",
+    summary="Refund a consumption (never more than is still refundable)",
+    responses=responses(*COMMAND_ERRORS),
+    security=SECURITY,
+)
+async def refund(
+    request: Request[Any, Any, Any],
+    account_id: AccountIdParam,
+    data: wire.RefundBody,
+    idempotency_key: IdempotencyHeader,
+) -> Response[Entry]:
+    tenant_id = await tenant_of(request, CONSUME)
+    command = c.RefundConsumption(
+        tenant_id=tenant_id,
+        account_id=account_id,
+        consumption_id=data.consumption_id,
+        amount=data.amount,
+        reason=data.reason,
+        idempotency_key=idempotency_key,
+    )
+    return await run(request, command)
+
+
+@post(
+    "/v1/accounts/{account_id:str}/holds",
+    summary="Reserve credits for a later capture",
+    responses=responses(*COMMAND_ERRORS, "insufficient_credits"),
+    security=SECURITY,
+)
+async def place_hold(
+    request: Request[Any, Any, Any],
+    account_id: AccountIdParam,
+    data: wire.HoldBody,
+    idempotency_key: IdempotencyHeader,
+) -> Response[HoldView]:
+    tenant_id = await tenant_of(request, CONSUME)
+    command = c.PlaceHold(
+        tenant_id=tenant_id,
+        account_id=account_id,
+        amount=data.amount,
+        operation=data.operation,
+        expires_in_s=data.expires_in_s,
+        metadata=data.metadata,
+        idempotency_key=idempotency_key,
+    )
+    return await run(request, command)
+
+
+@post(
+    "/v1/accounts/{account_id:str}/holds/{hold_id:str}/capture",
+    summary="Capture at most what is held; the rest is released",
+    responses=responses(*COMMAND_ERRORS),
+    security=SECURITY,
+)
+async def capture_hold(
+    request: Request[Any, Any, Any],
+    account_id: AccountIdParam,
+    hold_id: HoldIdParam,
+    idempotency_key: IdempotencyHeader,
+    data: wire.CaptureBody | None = None,
+) -> Response[Entry]:
+    tenant_id = await tenant_of(request, CONSUME)
+    command = c.CaptureHold(
+        tenant_id=tenant_id,
+        account_id=account_id,
+        hold_id=hold_id,
+        amount=data.amount if data else None,
+        idempotency_key=idempotency_key,
+    )
+    return await run(request, command)
+
+
+@post(
+    "/v1/accounts/{account_id:str}/holds/{hold_id:str}/release",
+    status_code=200,
+    summary="Release a hold",
+    responses=responses(*COMMAND_ERRORS),
+    security=SECURITY,
+)
+async def release_hold(
+    request: Request[Any, Any, Any],
+    account_id: AccountIdParam,
+    hold_id: HoldIdParam,
+    idempotency_key: IdempotencyHeader,
+) -> Response[Entry]:
+    tenant_id = await tenant_of(request, CONSUME)
+    command = c.ReleaseHold(
+        tenant_id=tenant_id, account_id=account_id, hold_id=hold_id, idempotency_key=idempotency_key
+    )
+    return await run(request, command)
+
+
+@post(
+    "/v1/accounts/{account_id:str}/adjustments",
+    summary="Correct a balance (signed; may not go below -overdraft)",
+    responses=responses(*COMMAND_ERRORS, "insufficient_credits"),
+    security=SECURITY,
+)
+async def adjust(
+    request: Request[Any, Any, Any],
+    account_id: AccountIdParam,
+    data: wire.AdjustBody,
+    idempotency_key: IdempotencyHeader,
+) -> Response[Entry]:
+    tenant_id = await tenant_of(request, WRITE)
+    command = c.AdjustBalance(
+        tenant_id=tenant_id,
+        account_id=account_id,
+        amount=data.amount,
+        reason=data.reason,
+        idempotency_key=idempotency_key,
+    )
+    return await run(request, command)
+
+
+ROUTES = [
+    open_account,
+    read_account,
+    read_hold,
+    grant,
+    purchase,
+    consume,
+    refund,
+    place_hold,
+    capture_hold,
+    release_hold,
+    adjust,
+]
