@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Request, Response, get, post, put
-from litestar.params import Parameter
+from litestar.params import HeaderParameter, JSONBody, Parameter
 
 from api import wire
 from api.problems import responses
@@ -25,8 +25,8 @@ AccountIdParam = Annotated[
 HoldIdParam = Annotated[str, Parameter(min_length=1, max_length=64)]
 IdempotencyHeader = Annotated[
     str | None,
-    Parameter(
-        header="Idempotency-Key",
+    HeaderParameter(
+        name="Idempotency-Key",
         min_length=1,
         max_length=IDEMPOTENCY_KEY_LENGTH_MAX,
         description="Same key, same request: the stored answer again (Idempotent-Replayed: true).",
@@ -74,10 +74,11 @@ async def tenant_of(request: Request[Any, Any, Any], scope: str) -> str:
 async def open_account(
     request: Request[Any, Any, Any],
     account_id: AccountIdParam,
-    data: wire.AccountPut,
+    data: JSONBody[wire.AccountPut],
     idempotency_key: IdempotencyHeader,
 ) -> Response[AccountView]:
     tenant_id = await tenant_of(request, WRITE)
+    data = await wire.strict_body(request, wire.AccountPut)
     command = c.OpenAccount(
         tenant_id=tenant_id,
         account_id=account_id,
@@ -128,10 +129,11 @@ async def read_hold(
 async def grant(
     request: Request[Any, Any, Any],
     account_id: AccountIdParam,
-    data: wire.GrantBody,
+    data: JSONBody[wire.GrantBody],
     idempotency_key: IdempotencyHeader,
 ) -> Response[Entry]:
     tenant_id = await tenant_of(request, WRITE)
+    data = await wire.strict_body(request, wire.GrantBody)
     command = c.GrantCredits(
         tenant_id=tenant_id,
         account_id=account_id,
@@ -154,10 +156,11 @@ async def grant(
 async def purchase(
     request: Request[Any, Any, Any],
     account_id: AccountIdParam,
-    data: wire.PurchaseBody,
+    data: JSONBody[wire.PurchaseBody],
     idempotency_key: IdempotencyHeader,
 ) -> Response[Entry]:
     tenant_id = await tenant_of(request, WRITE)
+    data = await wire.strict_body(request, wire.PurchaseBody)
     command = c.PurchaseCredits(
         tenant_id=tenant_id,
         account_id=account_id,
@@ -180,10 +183,11 @@ async def purchase(
 async def consume(
     request: Request[Any, Any, Any],
     account_id: AccountIdParam,
-    data: wire.ConsumeBody,
+    data: JSONBody[wire.ConsumeBody],
     idempotency_key: IdempotencyHeader,
 ) -> Response[Entry]:
     tenant_id = await tenant_of(request, CONSUME)
+    data = await wire.strict_body(request, wire.ConsumeBody)
     command = c.ConsumeCredits(
         tenant_id=tenant_id,
         account_id=account_id,
@@ -206,10 +210,11 @@ async def consume(
 async def refund(
     request: Request[Any, Any, Any],
     account_id: AccountIdParam,
-    data: wire.RefundBody,
+    data: JSONBody[wire.RefundBody],
     idempotency_key: IdempotencyHeader,
 ) -> Response[Entry]:
     tenant_id = await tenant_of(request, CONSUME)
+    data = await wire.strict_body(request, wire.RefundBody)
     command = c.RefundConsumption(
         tenant_id=tenant_id,
         account_id=account_id,
@@ -230,10 +235,11 @@ async def refund(
 async def place_hold(
     request: Request[Any, Any, Any],
     account_id: AccountIdParam,
-    data: wire.HoldBody,
+    data: JSONBody[wire.HoldBody],
     idempotency_key: IdempotencyHeader,
 ) -> Response[HoldView]:
     tenant_id = await tenant_of(request, CONSUME)
+    data = await wire.strict_body(request, wire.HoldBody)
     command = c.PlaceHold(
         tenant_id=tenant_id,
         account_id=account_id,
@@ -257,9 +263,10 @@ async def capture_hold(
     account_id: AccountIdParam,
     hold_id: HoldIdParam,
     idempotency_key: IdempotencyHeader,
-    data: wire.CaptureBody | None = None,
+    data: JSONBody[wire.CaptureBody | None] = None,
 ) -> Response[Entry]:
     tenant_id = await tenant_of(request, CONSUME)
+    data = await wire.strict_body(request, wire.CaptureBody) if await request.body() else None
     command = c.CaptureHold(
         tenant_id=tenant_id,
         account_id=account_id,
@@ -299,10 +306,11 @@ async def release_hold(
 async def adjust(
     request: Request[Any, Any, Any],
     account_id: AccountIdParam,
-    data: wire.AdjustBody,
+    data: JSONBody[wire.AdjustBody],
     idempotency_key: IdempotencyHeader,
 ) -> Response[Entry]:
     tenant_id = await tenant_of(request, WRITE)
+    data = await wire.strict_body(request, wire.AdjustBody)
     command = c.AdjustBalance(
         tenant_id=tenant_id,
         account_id=account_id,

@@ -6,6 +6,7 @@ from typing import Any
 
 import msgspec
 from litestar import Request, post
+from litestar.params import JSONBody
 
 from api import wire
 from api.accounts import CONSUME, SECURITY, WRITE, IdempotencyHeader
@@ -81,11 +82,12 @@ def result_of(outcome: Outcome | BaseException) -> wire.BatchResult:
 )
 async def run_batch(
     request: Request[Any, Any, Any],
-    data: wire.BatchBody,
+    data: JSONBody[wire.BatchBody],
     idempotency_key: IdempotencyHeader,
 ) -> wire.BatchAnswer:
     services = services_of(request)
     principal = await services.auth.authenticate(request)
+    data = await wire.strict_body(request, wire.BatchBody)
     if principal.is_admin:
         raise ApiError("forbidden", "the operator's key manages tenants only; use a tenant key")
     needed = {SCOPE_OF_OP[type(item).__struct_config__.tag] for item in data.commands}  # type: ignore[attr-defined]

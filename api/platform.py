@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from eventsourcing.application import AggregateNotFoundError
 from litestar import Request, Response, delete, get, patch, post
-from litestar.params import Parameter
+from litestar.params import JSONBody, Parameter
 
 from api import wire
 from api.accounts import SECURITY, answer
@@ -47,7 +47,8 @@ async def list_keys(services: Services, tenant_id: str) -> wire.ApiKeyList:
     return wire.ApiKeyList(items=items)
 
 
-async def create_key(services: Services, tenant_id: str, data: wire.ApiKeyCreate) -> Response[Any]:
+async def create_key(services: Services, tenant_id: str, body: bytes) -> Response[Any]:
+    data = wire.decode_strictly(body, wire.ApiKeyCreate)
     command = c.CreateApiKey(
         tenant_id=tenant_id, scopes=list(data.scopes), name=data.name, expires_at=data.expires_at
     )
@@ -69,10 +70,11 @@ async def revoke_key(services: Services, tenant_id: str, key_id: str) -> None:
     security=SECURITY,
 )
 async def create_tenant(
-    request: Request[Any, Any, Any], data: wire.TenantCreate
+    request: Request[Any, Any, Any], data: JSONBody[wire.TenantCreate]
 ) -> Response[TenantView]:
     services = services_of(request)
     await services.auth.admin(request)
+    data = await wire.strict_body(request, wire.TenantCreate)
     command = c.CreateTenant(
         tenant_id=data.tenant_id, name=data.name, settings=data.settings or c.TenantSettings()
     )
@@ -100,10 +102,11 @@ async def read_tenant(request: Request[Any, Any, Any], tenant_id: TenantIdParam)
     security=SECURITY,
 )
 async def update_tenant(
-    request: Request[Any, Any, Any], tenant_id: TenantIdParam, data: wire.TenantPatch
+    request: Request[Any, Any, Any], tenant_id: TenantIdParam, data: JSONBody[wire.TenantPatch]
 ) -> TenantView:
     services = services_of(request)
     await services.auth.admin(request)
+    data = await wire.strict_body(request, wire.TenantPatch)
     outcome = await services.writer.submit(
         c.UpdateTenant(tenant_id=tenant_id, name=data.name, settings=data.settings)
     )
@@ -118,11 +121,11 @@ async def update_tenant(
     security=SECURITY,
 )
 async def create_tenant_key(
-    request: Request[Any, Any, Any], tenant_id: TenantIdParam, data: wire.ApiKeyCreate
+    request: Request[Any, Any, Any], tenant_id: TenantIdParam, data: JSONBody[wire.ApiKeyCreate]
 ) -> Response[ApiKeyView]:
     services = services_of(request)
     await services.auth.admin(request)
-    return await create_key(services, tenant_id, data)
+    return await create_key(services, tenant_id, await request.body())
 
 
 @get(
@@ -163,11 +166,11 @@ async def revoke_tenant_key(
     security=SECURITY,
 )
 async def create_own_key(
-    request: Request[Any, Any, Any], data: wire.ApiKeyCreate
+    request: Request[Any, Any, Any], data: JSONBody[wire.ApiKeyCreate]
 ) -> Response[ApiKeyView]:
     services = services_of(request)
     principal = await services.auth.tenant(request, KEYS)
-    return await create_key(services, principal.tenant(), data)
+    return await create_key(services, principal.tenant(), await request.body())
 
 
 @get(
