@@ -122,5 +122,6 @@ def create_app(settings: Settings) -> Litestar:
                 }
             ),
         ),
+        logging_config=None,  # api.logs configures logging once, for every logger
         debug=False,
     )

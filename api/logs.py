@@ -1,4 +1,8 @@
-"""structlog set-up: JSON lines in production, the console renderer on a TTY."""
+"""structlog set-up: JSON lines in production, the console renderer on a TTY.
+
+Standard-library loggers (uvicorn, httpx, the eventsourcing library) go through the same
+processors, so every line the service prints has one format.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,13 @@ import logging
 import sys
 
 import structlog
+
+SHARED_PROCESSORS: list[structlog.typing.Processor] = [
+    structlog.contextvars.merge_contextvars,
+    structlog.stdlib.add_log_level,
+    structlog.stdlib.add_logger_name,
+    structlog.processors.TimeStamper(fmt="iso", utc=True),
+]
 
 
 def configure_logging(log_format: str = "auto", level: str = "info") -> None:
@@ -15,15 +26,25 @@ def configure_logging(log_format: str = "auto", level: str = "info") -> None:
     )
     structlog.configure(
         processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            *SHARED_PROCESSORS,
             structlog.processors.format_exc_info,
-            renderer,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(
-            logging.getLevelNamesMapping()[level.upper()]
-        ),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        logger_factory=structlog.stdlib.LoggerFactory(),
         cache_logger_on_first_use=True,
     )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=SHARED_PROCESSORS,
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(logging.getLevelNamesMapping()[level.upper()])
+    logging.getLogger("pgserver").setLevel(logging.WARNING)  # it logs every pg_ctl call
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).handlers = []
+        logging.getLogger(name).propagate = True

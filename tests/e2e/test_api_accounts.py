@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from litestar.testing import AsyncTestClient
@@ -254,3 +255,16 @@ async def test_commands_answered_are_visible_to_the_next_read(
         read = await client.get("/v1/accounts/ada", headers=tenant.headers)
         assert read.json()["version"] >= 3
     assert (await client.get("/v1/accounts/ada", headers=tenant.headers)).json()["balance"] == 940
+
+
+async def test_the_same_key_sent_concurrently_is_applied_exactly_once(client: Client, tenant: Tenant) -> None:
+    await open_account(client, tenant, "ada", grant=1_000)
+    headers = {**tenant.headers, "Idempotency-Key": "burst"}
+    responses = await asyncio.gather(
+        *(client.post("/v1/accounts/ada/consumptions", json={"amount": 9, "operation": "op"}, headers=headers) for _ in range(20))
+    )
+    assert {r.status_code for r in responses} <= {201, 409}
+    applied = [r for r in responses if r.status_code == 201]
+    assert len({r.json()["entry_id"] for r in applied}) == 1
+    assert sum("Idempotent-Replayed" not in r.headers for r in applied) == 1
+    assert (await client.get("/v1/accounts/ada", headers=tenant.headers)).json()["balance"] == 991

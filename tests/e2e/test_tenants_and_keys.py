@@ -12,7 +12,7 @@ from litestar.testing import AsyncTestClient
 from api.app import create_app
 from api.settings import Settings
 from ledger.tenant import hash_api_key
-from tests.e2e.conftest import ADMIN, Tenant, new_tenant, open_account
+from tests.e2e.conftest import ADMIN, new_tenant, open_account
 
 Client = AsyncTestClient[Any]
 

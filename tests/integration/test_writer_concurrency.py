@@ -233,3 +233,23 @@ async def test_an_atomic_batch_applies_all_or_nothing(
         ]
     )
     assert [o.value.balance for o in outcomes] == [20, 30]  # type: ignore[attr-defined]
+
+
+async def test_stopping_the_writer_answers_every_accepted_command(ledger: Ledger) -> None:
+    writer = Writer(ledger)
+    writer.start()
+    await open_funded(writer, T, {"a": 10_000})
+    pending = [
+        asyncio.ensure_future(writer.submit(c.ConsumeCredits(tenant_id=T, account_id="a", amount=1, operation="op")))
+        for _ in range(500)
+    ]
+    await asyncio.sleep(0)  # all 500 are queued
+    await writer.stop()
+    outcomes = await asyncio.gather(*pending, return_exceptions=True)
+    assert all(not isinstance(o, Exception) for o in outcomes)
+    restarted = Writer(ledger)
+    restarted.start()
+    try:
+        assert await balance(restarted, T, "a") == 10_000 - 500
+    finally:
+        await restarted.stop()
