@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Request, Response, get, post, put
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import HeaderParameter, JSONBody, Parameter
 
 from api import wire
@@ -66,9 +67,11 @@ async def tenant_of(request: Request[Any, Any, Any], scope: str) -> str:
     "/v1/accounts/{account_id:str}",
     status_code=201,
     summary="Open an account (the signup bonus is granted exactly once)",
-    responses=responses(
-        "forbidden", "not_found", "idempotency_key_reused", "idempotency_key_in_use"
-    ),
+    responses={
+        **responses("forbidden", "not_found", "idempotency_key_reused", "idempotency_key_in_use"),
+        # API.md: 200 when the account already exists (nothing is granted again).
+        200: ResponseSpec(AccountView, description="The account already exists"),
+    },
     security=SECURITY,
 )
 async def open_account(

@@ -7,12 +7,13 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+import asyncpg
 import structlog
 from litestar import Litestar
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
-from api import accounts, batch, operations, platform
+from api import accounts, batch, operations, platform, reports
 from api.auth import Authenticator
 from api.key_usage import KeyUsage
 from api.metrics import Metrics
@@ -21,13 +22,17 @@ from api.problems import EXCEPTION_HANDLERS
 from api.ratelimit import RateLimiter
 from api.services import Services
 from api.settings import Settings
-from ledger.application import Ledger
+from ledger.application import Ledger, new_mapper
 from ledger.writer import Writer
+from projections.follower import Follower
+from projections.queries import ReadModels
 
 log = structlog.get_logger("api.app")
 
 # API.md: bodies over 1 MiB are refused with 413.
 REQUEST_BODY_BYTES_MAX = 1024 * 1024
+# asyncpg connections for read-model queries.
+READ_POOL_SIZE_MAX = 10
 # Seconds between attempts to reach NATS while it is down.
 NATS_RECONNECT_WAIT_S = 1.0
 
@@ -74,8 +79,18 @@ def create_app(settings: Settings) -> Litestar:
         metrics.gauge("ledger_writer_batches_committed", lambda: writer.batches_committed)
         metrics.gauge("ledger_writer_commands_committed", lambda: writer.commands_committed)
         metrics.gauge("ledger_writer_cache_aggregates", lambda: len(writer.cache))
-        services = Services(settings, ledger, writer, auth, key_usage, metrics)
+        mapper = new_mapper()
+        services = Services(settings, ledger, writer, auth, key_usage, metrics, mapper)
         app.state["services"] = services
+        pool = await asyncpg.create_pool(database_url, min_size=1, max_size=READ_POOL_SIZE_MAX)
+        follower = Follower(database_url, settings.schema, mapper)
+        async with pool.acquire() as conn:
+            await follower.create_tables(conn)
+        services.read_models = ReadModels(pool, settings.schema)
+        stop_follower = asyncio.Event()
+        follower_task = (
+            asyncio.create_task(follower.run(stop_follower)) if settings.run_follower else None
+        )
         nats_task = (
             asyncio.create_task(connect_nats(services, settings.nats_url))
             if settings.nats_url
@@ -86,6 +101,10 @@ def create_app(settings: Settings) -> Litestar:
             yield
         finally:
             await writer.stop()  # answers every accepted command first
+            stop_follower.set()
+            if follower_task is not None:
+                await follower_task
+            await pool.close()
             await key_usage.stop()
             if nats_task is not None:
                 nats_task.cancel()
@@ -101,7 +120,13 @@ def create_app(settings: Settings) -> Litestar:
         return found
 
     return Litestar(
-        route_handlers=[*platform.ROUTES, *accounts.ROUTES, batch.run_batch, *operations.ROUTES],
+        route_handlers=[
+            *platform.ROUTES,
+            *accounts.ROUTES,
+            batch.run_batch,
+            *reports.ROUTES,
+            *operations.ROUTES,
+        ],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[request_context(metrics_of)],

@@ -10,7 +10,10 @@ import asyncio
 import secrets
 import signal
 import sys
+import time
+from pathlib import Path
 
+import asyncpg
 import msgspec
 import structlog
 
@@ -19,9 +22,12 @@ from api.embedded import start_nats, start_postgres
 from api.logs import configure_logging
 from api.settings import Settings, settings_from_env
 from ledger import commands as c
-from ledger.application import Ledger
+from ledger.application import Ledger, new_mapper
 from ledger.errors import LedgerError
+from ledger.ids import check_tenant_id
 from ledger.writer import Writer
+from projections.audit import entry_encoder, read_replay_file, replay, verify_entries
+from projections.follower import Follower
 
 log = structlog.get_logger("api.cli")
 
@@ -141,18 +147,101 @@ async def run_demo(settings: Settings) -> None:
         ledger.close()
 
 
+async def run_project(settings: Settings) -> None:
+    """The follower alone: active, or standby while another holds the lock."""
+    follower = Follower(database_url(settings), settings.schema, new_mapper())
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await follower.run(stop)
+
+
+async def run_rebuild(settings: Settings) -> None:
+    follower = Follower(database_url(settings), settings.schema, new_mapper())
+    started = time.monotonic()
+
+    def progress(events: int, position: int) -> None:
+        rate = events / max(time.monotonic() - started, 1e-6)
+        bar = "#" * min(40, events // 25_000)
+        print(
+            f"\r  [{bar:<40}] {events:>10,} events  position {position:>10,}  {rate:>9,.0f}/s",
+            end="",
+            flush=True,
+        )
+
+    print("rebuilding the read models from position 0")
+    total, seconds = await follower.rebuild(progress)
+    print(
+        f"\nrebuilt: {total:,} events in {seconds:.1f} s ({total / max(seconds, 1e-6):,.0f} events/s)"
+    )
+
+
+async def run_replay(settings: Settings, tenant_id: str, out: Path) -> None:
+    check_tenant_id(tenant_id)
+    conn = await asyncpg.connect(database_url(settings))
+    count = 0
+    try:
+        with out.open("wb") as file:
+            async for entry in replay(conn, settings.schema, new_mapper(), tenant_id):
+                file.write(entry_encoder.encode(entry) + b"\n")
+                count += 1
+    finally:
+        await conn.close()
+    print(f"wrote {count:,} entries of tenant {tenant_id} to {out}")
+
+
+def run_verify(path: Path) -> int:
+    """Recomputes every balance from the file alone; exit status 1 on any mismatch."""
+    with path.open("rb") as file:
+        try:
+            result = verify_entries(read_replay_file(file))
+        except msgspec.DecodeError as error:
+            print(f"{path}: not a replay file: {error}", file=sys.stderr)
+            return 2
+    for account_id, state in sorted(result.accounts.items()):
+        print(
+            f"  {account_id}: balance {state.balance}, held {state.held}, {state.entries} entries"
+        )
+    print(
+        f"{result.entries:,} entries, {len(result.accounts):,} accounts, {result.mismatch_count} mismatches"
+    )
+    for line in result.mismatches:
+        print(f"  MISMATCH {line}")
+    return 0 if result.ok else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ledger", description="The credits ledger.")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="run the HTTP API with its writer (embedded servers by default)")
     sub.add_parser("demo", help="run a short scripted session against the ledger core")
+    sub.add_parser("project", help="run the read-model follower alone (standby if one is active)")
+    sub.add_parser("rebuild", help="drop the read models and rebuild them from position 0")
+    replay_parser = sub.add_parser(
+        "replay", help="write a tenant's history as NDJSON, from the event store"
+    )
+    replay_parser.add_argument("--tenant", required=True)
+    replay_parser.add_argument("--out", required=True, type=Path)
+    verify_parser = sub.add_parser(
+        "verify", help="recompute every balance of a replay file, offline"
+    )
+    verify_parser.add_argument("file", type=Path)
     args = parser.parse_args(argv)
+    if args.command == "verify":
+        return run_verify(args.file)
     settings = settings_from_env()
     configure_logging(settings.log_format, settings.log_level)
     if args.command == "serve":
         serve(settings)
     elif args.command == "demo":
         asyncio.run(run_demo(settings))
+    elif args.command == "project":
+        asyncio.run(run_project(settings))
+    elif args.command == "rebuild":
+        asyncio.run(run_rebuild(settings))
+    elif args.command == "replay":
+        asyncio.run(run_replay(settings, args.tenant, args.out))
     return 0
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
+from eventsourcing.persistence import Mapper
 from litestar import Request
 from litestar.datastructures import State
 
@@ -14,6 +17,7 @@ from api.metrics import Metrics
 from api.settings import Settings
 from ledger.application import Ledger
 from ledger.writer import Writer
+from projections.queries import ReadModels
 
 
 @dataclass
@@ -24,7 +28,13 @@ class Services:
     auth: Authenticator
     key_usage: KeyUsage
     metrics: Metrics
+    mapper: Mapper[UUID]
+    read_models: ReadModels | None = None  # None until the asyncpg pool is up
     nats: Any = None  # a nats-py client when LEDGER_NATS_URL (or the embedded NATS) is set
+
+    async def store_position(self) -> int:
+        """The event store's last position (what a complete read model must reach)."""
+        return await asyncio.to_thread(self.ledger.max_position)
 
 
 def services(state: State) -> Services:

@@ -111,6 +111,7 @@ class Account(Aggregate):
 
     class CreditsRefunded(Event):
         consumption_id: str
+        operation: str  # the refunded consumption's, so usage reports need no lookup
         reason: str
         debt_repaid: int
         restores: list[dict[str, Any]]  # lots given back to: {"lot_id", "amount", "lot"?}
@@ -397,6 +398,7 @@ class Account(Aggregate):
         self,
         *,
         consumption_id: str,
+        operation: str,
         amount: int,
         reason: str,
         returnable: list[dict[str, Any]],
@@ -448,6 +450,7 @@ class Account(Aggregate):
             self.CreditsRefunded,
             **self._common(amount),
             consumption_id=consumption_id,
+            operation=operation,
             reason=reason,
             debt_repaid=debt_repaid,
             restores=restores,

@@ -13,6 +13,13 @@ from uuid import UUID
 
 from eventsourcing.application import Application
 from eventsourcing.domain import Snapshot
+from eventsourcing.persistence import (
+    DatetimeAsISO,
+    DecimalAsStr,
+    JSONTranscoder,
+    Mapper,
+    UUIDAsHex,
+)
 from eventsourcing.utils import Environment
 
 from ledger.errors import InvalidCommandError
@@ -53,6 +60,15 @@ def postgres_env(
     }
 
 
+def new_mapper() -> Mapper[UUID]:
+    """The mapper of the Ledger's events, built without a database (followers, auditors)."""
+    transcoder = JSONTranscoder()
+    transcoder.register(UUIDAsHex())
+    transcoder.register(DecimalAsStr())
+    transcoder.register(DatetimeAsISO())
+    return Mapper(transcoder=transcoder)
+
+
 class Ledger(Application[UUID]):
     """Tables: `ledger_events` (the record, in notification_id order) and `ledger_snapshots`."""
 
@@ -86,7 +102,7 @@ class Ledger(Application[UUID]):
         ids = [ref[0] for ref in refs]
         versions = [ref[1] for ref in refs]
         sql = (
-            f"SELECT e.originator_id, e.originator_version, e.notification_id "  # noqa: S608
+            f"SELECT e.originator_id, e.originator_version, e.notification_id "
             f"FROM {self.events_table} e JOIN unnest(%s::uuid[], %s::bigint[]) AS r(id, v) "
             f"ON e.originator_id = r.id AND e.originator_version = r.v"
         )

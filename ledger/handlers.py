@@ -398,6 +398,7 @@ def refund_consumption(command: c.RefundConsumption, session: Session) -> Outcom
         )
     account.refund(
         consumption_id=command.consumption_id,
+        operation=record.operation,
         amount=amount,
         reason=command.reason,
         returnable=record.returnable,

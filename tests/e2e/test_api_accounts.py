@@ -257,11 +257,20 @@ async def test_commands_answered_are_visible_to_the_next_read(
     assert (await client.get("/v1/accounts/ada", headers=tenant.headers)).json()["balance"] == 940
 
 
-async def test_the_same_key_sent_concurrently_is_applied_exactly_once(client: Client, tenant: Tenant) -> None:
+async def test_the_same_key_sent_concurrently_is_applied_exactly_once(
+    client: Client, tenant: Tenant
+) -> None:
     await open_account(client, tenant, "ada", grant=1_000)
     headers = {**tenant.headers, "Idempotency-Key": "burst"}
     responses = await asyncio.gather(
-        *(client.post("/v1/accounts/ada/consumptions", json={"amount": 9, "operation": "op"}, headers=headers) for _ in range(20))
+        *(
+            client.post(
+                "/v1/accounts/ada/consumptions",
+                json={"amount": 9, "operation": "op"},
+                headers=headers,
+            )
+            for _ in range(20)
+        )
     )
     assert {r.status_code for r in responses} <= {201, 409}
     applied = [r for r in responses if r.status_code == 201]

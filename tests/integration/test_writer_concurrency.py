@@ -240,7 +240,9 @@ async def test_stopping_the_writer_answers_every_accepted_command(ledger: Ledger
     writer.start()
     await open_funded(writer, T, {"a": 10_000})
     pending = [
-        asyncio.ensure_future(writer.submit(c.ConsumeCredits(tenant_id=T, account_id="a", amount=1, operation="op")))
+        asyncio.ensure_future(
+            writer.submit(c.ConsumeCredits(tenant_id=T, account_id="a", amount=1, operation="op"))
+        )
         for _ in range(500)
     ]
     await asyncio.sleep(0)  # all 500 are queued

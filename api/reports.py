@@ -1,0 +1,179 @@
+"""Read-side routes: entries, balances as of a time, usage, history and audit (read models)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Request, Response, get
+from litestar.params import Parameter
+from litestar.response import Stream
+
+from api.accounts import READ, SECURITY, AccountIdParam, tenant_of
+from api.problems import ApiError, responses
+from api.services import Services, services_of
+from ledger import commands as c
+from ledger.ids import check_account_id
+from ledger.results import Entry
+from projections.audit import compare_with_read_models
+from projections.queries import PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX, Balance, UsageReport
+
+REPORTS = "reports:read"
+NDJSON = "application/x-ndjson"
+# Days a usage report covers when `from` is not given.
+USAGE_DAYS_DEFAULT = 30
+
+After = Annotated[int, Parameter(ge=0, le=2**62, description="Entries after this position")]
+Limit = Annotated[int, Parameter(ge=1, le=PAGE_SIZE_MAX)]
+MinPosition = Annotated[
+    int | None,
+    Parameter(
+        ge=0,
+        le=2**62,
+        required=False,
+        description="Wait (at most 5 s) until the read models hold this position (from a command's answer)",
+    ),
+]
+POSITION_ERRORS = ("forbidden", "not_found")
+
+
+class EntryPage(msgspec.Struct, frozen=True, kw_only=True):
+    items: list[Entry]
+    next_after: int | None
+
+
+class Verification(msgspec.Struct, frozen=True, kw_only=True):
+    ok: bool
+    accounts: int
+    entries: int
+    mismatches: list[str]
+
+
+def read_models(services: Services) -> Any:
+    if services.read_models is None:
+        raise ApiError("unavailable", "the read models are not configured on this replica")
+    return services.read_models
+
+
+async def known_account(services: Services, tenant_id: str, account_id: str) -> None:
+    """404 unless the account exists (the read models may lag: the writer has the last word)."""
+    check_account_id(account_id)
+    if not await read_models(services).account_known(tenant_id, account_id):
+        await services.writer.submit(c.GetAccount(tenant_id=tenant_id, account_id=account_id))
+
+
+@get(
+    "/v1/accounts/{account_id:str}/entries",
+    summary="An account's entries, oldest first",
+    responses=responses(*POSITION_ERRORS),
+    security=SECURITY,
+)
+async def account_entries(
+    request: Request[Any, Any, Any],
+    account_id: AccountIdParam,
+    after: After = 0,
+    limit: Limit = PAGE_SIZE_DEFAULT,
+    min_position: MinPosition = None,
+) -> Response[EntryPage]:
+    tenant_id = await tenant_of(request, READ)
+    services = services_of(request)
+    await read_models(services).wait_for(min_position)
+    await known_account(services, tenant_id, account_id)
+    body = await read_models(services).entries_page(tenant_id, account_id, after, limit)
+    return Response(body, media_type="application/json")
+
+
+@get(
+    "/v1/accounts/{account_id:str}/balance",
+    summary="An account's balance as of a time (now by default)",
+    responses=responses(*POSITION_ERRORS),
+    security=SECURITY,
+)
+async def balance_as_of(
+    request: Request[Any, Any, Any],
+    account_id: AccountIdParam,
+    as_of: datetime | None = None,
+    min_position: MinPosition = None,
+) -> Balance:
+    tenant_id = await tenant_of(request, READ)
+    services = services_of(request)
+    await read_models(services).wait_for(min_position)
+    await known_account(services, tenant_id, account_id)
+    moment = as_of or datetime.now(tz=UTC)
+    if moment.tzinfo is None:
+        raise ApiError("validation_error", "as_of must carry a time zone (RFC 3339)")
+    balance: Balance = await read_models(services).balance_as_of(tenant_id, account_id, moment)
+    return balance
+
+
+@get(
+    "/v1/usage",
+    summary="Usage by operation, account and day: count, credits, refunded",
+    responses=responses("forbidden"),
+    security=SECURITY,
+)
+async def usage(
+    request: Request[Any, Any, Any],
+    from_: Annotated[date | None, Parameter(query="from", required=False)] = None,
+    to: date | None = None,
+    group_by: Annotated[str, Parameter(max_length=64, pattern=r"^[a-z_,]*$")] = "operation",
+    account_id: Annotated[
+        str | None, Parameter(min_length=1, max_length=128, required=False)
+    ] = None,
+    min_position: MinPosition = None,
+) -> UsageReport:
+    principal = await services_of(request).auth.tenant(request, REPORTS)
+    services = services_of(request)
+    await read_models(services).wait_for(min_position)
+    to_day = to or datetime.now(tz=UTC).date()
+    from_day = from_ or to_day - timedelta(days=USAGE_DAYS_DEFAULT - 1)
+    groups = [name for name in group_by.split(",") if name]
+    report: UsageReport = await read_models(services).usage(
+        principal.tenant(), from_day, to_day, groups, account_id
+    )
+    return report
+
+
+@get(
+    "/v1/history",
+    summary="The tenant's entries in ledger order; Accept: application/x-ndjson streams them all",
+    responses=responses(*POSITION_ERRORS),
+    security=SECURITY,
+)
+async def history(
+    request: Request[Any, Any, Any],
+    after: After = 0,
+    limit: Limit = PAGE_SIZE_DEFAULT,
+    min_position: MinPosition = None,
+) -> Response[EntryPage]:
+    principal = await services_of(request).auth.tenant(request, REPORTS)
+    models = read_models(services_of(request))
+    await models.wait_for(min_position)
+    if NDJSON in request.headers.get("accept", ""):
+        return Stream(models.stream_history(principal.tenant()), media_type=NDJSON)  # type: ignore[return-value]
+    body = await models.entries_page(principal.tenant(), None, after, limit)
+    return Response(body, media_type="application/json")
+
+
+@get(
+    "/v1/audit/verify",
+    summary="Replays the tenant's history from the event store and compares it with the read models",
+    responses=responses("forbidden"),
+    security=SECURITY,
+)
+async def audit_verify(
+    request: Request[Any, Any, Any], min_position: MinPosition = None
+) -> Verification:
+    principal = await services_of(request).auth.tenant(request, REPORTS)
+    services = services_of(request)
+    models = read_models(services)
+    await models.wait_for(min_position or await services.store_position())
+    async with models.pool.acquire() as conn:
+        report = await compare_with_read_models(
+            conn, services.settings.schema, services.mapper, principal.tenant()
+        )
+    return Verification(**report)
+
+
+ROUTES = [account_entries, balance_as_of, usage, history, audit_verify]

@@ -1,0 +1,206 @@
+"""The follower: tails the event store in notification_id order into the read models.
+
+Each batch is applied and its position recorded in one transaction, so the read models hold
+every event exactly once whatever happens to the process: a crash before the commit leaves
+nothing, after it leaves the position, and the next run continues from there. LISTEN wakes the
+follower when the writer commits (the event store NOTIFYs its table's channel); a poll every
+POLL_INTERVAL_S is the back-up. One follower is active per database (an advisory lock); others
+wait as standbys and take over when the active one's session ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import structlog
+from eventsourcing.persistence import Mapper
+
+from projections.entries import Changes, decode_entries
+from projections.schema import create_statements, drop_statements
+
+log = structlog.get_logger("projections.follower")
+
+# Events read and applied per transaction: bounds the transaction's size and memory.
+BATCH_SIZE_MAX = 2_000
+# The back-up poll, should a NOTIFY be missed.
+POLL_INTERVAL_S = 1.0
+# How often a standby tries to become the active follower.
+STANDBY_RETRY_S = 1.0
+TRACKING_NAME = "read_models"
+# Advisory lock key: "ledger follower" (any constant both processes agree on).
+ADVISORY_LOCK_KEY = 0x6C656467_666F6C6C
+
+
+class Follower:
+    def __init__(
+        self,
+        database_url: str,
+        schema: str,
+        mapper: Mapper[UUID],
+        *,
+        batch_size_max: int = BATCH_SIZE_MAX,
+        before_commit: Callable[[int], Awaitable[None]] | None = None,
+    ) -> None:
+        self.database_url = database_url
+        self.schema = schema
+        self.mapper = mapper
+        self.batch_size_max = batch_size_max
+        self.before_commit = before_commit  # a test's hook: called inside the transaction
+        self.position = 0
+        self.active = False
+        self._wake = asyncio.Event()
+        self._caught_up = asyncio.Condition()
+        self._s = f'"{schema}"'
+
+    # ------------------------------------------------------------ set-up
+
+    async def create_tables(self, conn: asyncpg.Connection) -> None:
+        for statement in create_statements(self.schema):
+            await conn.execute(statement)
+
+    async def drop_tables(self, conn: asyncpg.Connection) -> None:
+        for statement in drop_statements(self.schema):
+            await conn.execute(statement)
+
+    async def read_position(self, conn: asyncpg.Connection) -> int:
+        row = await conn.fetchval(
+            f"SELECT position FROM {self._s}.rm_tracking WHERE name = $1", TRACKING_NAME
+        )
+        return int(row or 0)
+
+    # ------------------------------------------------------------ running
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Waits to become the active follower, then follows until `stop` is set."""
+        conn = await asyncpg.connect(
+            self.database_url, server_settings={"search_path": self.schema}
+        )
+        try:
+            await self.create_tables(conn)
+            while not stop.is_set():
+                if await conn.fetchval("SELECT pg_try_advisory_lock($1)", ADVISORY_LOCK_KEY):
+                    break
+                log.info("follower_standby")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), STANDBY_RETRY_S)
+            else:
+                return
+            self.active = True
+            log.info("follower_active")
+            await conn.add_listener(self.channel, self._notified)
+            self.position = await self.read_position(conn)
+            while not stop.is_set():
+                applied = await self.step(conn)
+                if applied == 0:
+                    self._wake.clear()
+                    waiter = asyncio.ensure_future(self._wake.wait())
+                    stopper = asyncio.ensure_future(stop.wait())
+                    await asyncio.wait(
+                        {waiter, stopper},
+                        timeout=POLL_INTERVAL_S,
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
+                    waiter.cancel()
+                    stopper.cancel()
+        finally:
+            self.active = False
+            await conn.close()  # ends the session: the advisory lock goes with it
+
+    @property
+    def channel(self) -> str:
+        return "ledger_events"
+
+    def _notified(self, *_: Any) -> None:
+        self._wake.set()
+
+    async def step(self, conn: asyncpg.Connection) -> int:
+        """Applies the next batch of events; returns how many events it read."""
+        rows = await conn.fetch(
+            f"SELECT notification_id, originator_id, originator_version, topic, state "
+            f"FROM {self._s}.ledger_events WHERE notification_id > $1 "
+            f"ORDER BY notification_id LIMIT $2",
+            self.position,
+            self.batch_size_max,
+        )
+        if not rows:
+            return 0
+        changes = Changes()
+        for tenant_id, entry in decode_entries(self.mapper, rows):
+            changes.add(tenant_id, entry)
+        last = int(rows[-1][0])
+        async with conn.transaction():
+            await self.apply(conn, changes, last)
+            if self.before_commit is not None:
+                await self.before_commit(last)
+        self.position = last
+        async with self._caught_up:
+            self._caught_up.notify_all()
+        return len(rows)
+
+    async def apply(self, conn: asyncpg.Connection, changes: Changes, last: int) -> None:
+        s = self._s
+        if changes.entry_rows:
+            await conn.executemany(
+                f"INSERT INTO {s}.rm_entries (position, tenant_id, account_id, type, amount, balance, "
+                f"held, version, recorded_at, entry) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::json)",
+                changes.entry_rows,
+            )
+        if changes.accounts:
+            await conn.executemany(
+                f"INSERT INTO {s}.rm_accounts (tenant_id, account_id, balance, held, version, position, "
+                f"created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
+                f"ON CONFLICT (tenant_id, account_id) DO UPDATE SET balance = EXCLUDED.balance, "
+                f"held = EXCLUDED.held, version = EXCLUDED.version, position = EXCLUDED.position, "
+                f"updated_at = EXCLUDED.updated_at",
+                list(changes.accounts.values()),
+            )
+        if changes.usage:
+            await conn.executemany(
+                f"INSERT INTO {s}.rm_usage (tenant_id, day, operation, account_id, count, credits, refunded) "
+                f"VALUES ($1, $2, $3, $4, $5, $6, $7) "
+                f"ON CONFLICT (tenant_id, day, operation, account_id) DO UPDATE SET "
+                f"count = rm_usage.count + EXCLUDED.count, credits = rm_usage.credits + EXCLUDED.credits, "
+                f"refunded = rm_usage.refunded + EXCLUDED.refunded",
+                [(*key, *totals) for key, totals in changes.usage.items()],
+            )
+        await conn.execute(
+            f"INSERT INTO {s}.rm_tracking (name, position) VALUES ($1, $2) "
+            f"ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position",
+            TRACKING_NAME,
+            last,
+        )
+
+    async def catch_up(
+        self, conn: asyncpg.Connection, progress: Callable[[int, int], None] | None = None
+    ) -> int:
+        """Applies everything there is now; returns the number of events read."""
+        total = 0
+        self.position = await self.read_position(conn)
+        while applied := await self.step(conn):
+            total += applied
+            if progress is not None:
+                progress(total, self.position)
+        return total
+
+    async def rebuild(
+        self, progress: Callable[[int, int], None] | None = None
+    ) -> tuple[int, float]:
+        """Drops the read models and builds them again from position 0, holding the lock."""
+        conn = await asyncpg.connect(
+            self.database_url, server_settings={"search_path": self.schema}
+        )
+        try:
+            await conn.execute("SELECT pg_advisory_lock($1)", ADVISORY_LOCK_KEY)
+            await self.drop_tables(conn)
+            await self.create_tables(conn)
+            started = time.perf_counter()
+            total = await self.catch_up(conn, progress)
+            return total, time.perf_counter() - started
+        finally:
+            await conn.close()

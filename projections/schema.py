@@ -1,0 +1,64 @@
+"""The read models' tables, in the event store's schema, and their indexes.
+
+Each query of projections/queries.py is one index range scan:
+- entries of an account, in order:         rm_entries (tenant_id, account_id, position)
+- a balance as of a time:                  rm_entries (tenant_id, account_id, recorded_at)
+- a tenant's history, in ledger order:     rm_entries (tenant_id, position)
+- usage over days:                         rm_usage primary key (tenant_id, day, ...)
+"""
+
+from __future__ import annotations
+
+TABLES = ("rm_entries", "rm_accounts", "rm_usage", "rm_tracking")
+
+
+def create_statements(schema: str) -> list[str]:
+    s = f'"{schema}"'
+    return [
+        f"""CREATE TABLE IF NOT EXISTS {s}.rm_tracking (
+            name text PRIMARY KEY,
+            position bigint NOT NULL
+        )""",
+        f"""CREATE TABLE IF NOT EXISTS {s}.rm_accounts (
+            tenant_id text NOT NULL,
+            account_id text NOT NULL,
+            balance bigint NOT NULL,
+            held bigint NOT NULL,
+            version bigint NOT NULL,
+            position bigint NOT NULL,
+            created_at timestamptz NOT NULL,
+            updated_at timestamptz NOT NULL,
+            PRIMARY KEY (tenant_id, account_id)
+        )""",
+        f"""CREATE TABLE IF NOT EXISTS {s}.rm_entries (
+            position bigint PRIMARY KEY,
+            tenant_id text NOT NULL,
+            account_id text NOT NULL,
+            type text NOT NULL,
+            amount bigint NOT NULL,
+            balance bigint NOT NULL,
+            held bigint NOT NULL,
+            version bigint NOT NULL,
+            recorded_at timestamptz NOT NULL,
+            entry json NOT NULL  -- the Entry as answered, key order kept
+        )""",
+        f"CREATE INDEX IF NOT EXISTS rm_entries_account ON {s}.rm_entries "
+        "(tenant_id, account_id, position)",
+        f"CREATE INDEX IF NOT EXISTS rm_entries_as_of ON {s}.rm_entries "
+        "(tenant_id, account_id, recorded_at)",
+        f"CREATE INDEX IF NOT EXISTS rm_entries_tenant ON {s}.rm_entries (tenant_id, position)",
+        f"""CREATE TABLE IF NOT EXISTS {s}.rm_usage (
+            tenant_id text NOT NULL,
+            day date NOT NULL,
+            operation text NOT NULL,
+            account_id text NOT NULL,
+            count bigint NOT NULL,
+            credits bigint NOT NULL,
+            refunded bigint NOT NULL,
+            PRIMARY KEY (tenant_id, day, operation, account_id)
+        )""",
+    ]
+
+
+def drop_statements(schema: str) -> list[str]:
+    return [f'DROP TABLE IF EXISTS "{schema}".{table}' for table in TABLES]
