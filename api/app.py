@@ -83,7 +83,9 @@ def create_app(settings: Settings) -> Litestar:
         services = Services(settings, ledger, writer, auth, key_usage, metrics, mapper)
         app.state["services"] = services
         pool = await asyncpg.create_pool(database_url, min_size=1, max_size=READ_POOL_SIZE_MAX)
-        follower = Follower(database_url, settings.schema, mapper)
+        follower = Follower(
+            database_url, settings.schema, mapper, batch_size_max=settings.follower_batch_size
+        )
         async with pool.acquire() as conn:
             await follower.create_tables(conn)
         services.read_models = ReadModels(pool, settings.schema)

@@ -149,7 +149,12 @@ async def run_demo(settings: Settings) -> None:
 
 async def run_project(settings: Settings) -> None:
     """The follower alone: active, or standby while another holds the lock."""
-    follower = Follower(database_url(settings), settings.schema, new_mapper())
+    follower = Follower(
+        database_url(settings),
+        settings.schema,
+        new_mapper(),
+        batch_size_max=settings.follower_batch_size,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

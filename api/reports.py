@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response, get
-from litestar.params import Parameter
+from litestar.params import QueryParameter
 from litestar.response import Stream
 
 from api.accounts import READ, SECURITY, AccountIdParam, tenant_of
@@ -24,11 +24,11 @@ NDJSON = "application/x-ndjson"
 # Days a usage report covers when `from` is not given.
 USAGE_DAYS_DEFAULT = 30
 
-After = Annotated[int, Parameter(ge=0, le=2**62, description="Entries after this position")]
-Limit = Annotated[int, Parameter(ge=1, le=PAGE_SIZE_MAX)]
+After = Annotated[int, QueryParameter(ge=0, le=2**62, description="Entries after this position")]
+Limit = Annotated[int, QueryParameter(ge=1, le=PAGE_SIZE_MAX)]
 MinPosition = Annotated[
     int | None,
-    Parameter(
+    QueryParameter(
         ge=0,
         le=2**62,
         required=False,
@@ -93,7 +93,7 @@ async def account_entries(
 async def balance_as_of(
     request: Request[Any, Any, Any],
     account_id: AccountIdParam,
-    as_of: datetime | None = None,
+    as_of: Annotated[datetime | None, QueryParameter(required=False)] = None,
     min_position: MinPosition = None,
 ) -> Balance:
     tenant_id = await tenant_of(request, READ)
@@ -115,11 +115,11 @@ async def balance_as_of(
 )
 async def usage(
     request: Request[Any, Any, Any],
-    from_: Annotated[date | None, Parameter(query="from", required=False)] = None,
-    to: date | None = None,
-    group_by: Annotated[str, Parameter(max_length=64, pattern=r"^[a-z_,]*$")] = "operation",
+    from_: Annotated[date | None, QueryParameter(name="from", required=False)] = None,
+    to: Annotated[date | None, QueryParameter(required=False)] = None,
+    group_by: Annotated[str, QueryParameter(max_length=64, pattern=r"^[a-z_,]*$")] = "operation",
     account_id: Annotated[
-        str | None, Parameter(min_length=1, max_length=128, required=False)
+        str | None, QueryParameter(min_length=1, max_length=128, required=False)
     ] = None,
     min_position: MinPosition = None,
 ) -> UsageReport:

@@ -24,6 +24,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     rate_limit_per_s: float = 2_000.0  # requests per second per API key, sustained
     rate_limit_burst: int = 4_000  # requests per API key at once
     run_follower: bool = True  # project the read models in this process (`ledger project` alone)
+    follower_batch_size: int = 2_000  # events per read-model transaction
 
 
 def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
@@ -47,4 +48,5 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
         rate_limit_per_s=float(get("RATE_LIMIT_PER_S") or 2_000),
         rate_limit_burst=int(get("RATE_LIMIT_BURST") or 4_000),
         run_follower=(get("RUN_FOLLOWER") or "yes").lower() in ("1", "yes", "true", "on"),
+        follower_batch_size=int(get("FOLLOWER_BATCH_SIZE") or 2_000),
     )

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +94,7 @@ async def sums_agree(conn: asyncpg.Connection, schema: str, tenant_id: str) -> N
 
 
 TENANT_NUMBERS = itertools.count()
+REPO_ROOT = Path(__file__).resolve().parents[2]
 steps_strategy = st.lists(
     st.tuples(
         st.sampled_from(["grant", "consume", "refund", "hold", "capture", "adjust"]),
@@ -264,3 +268,53 @@ async def test_ledger_verify_passes_an_untouched_replay_and_catches_a_changed_am
     lines[target] = lines[target].replace(b'"amount":-7', b'"amount":-6')
     replay_file.write_bytes(b"\n".join(lines) + b"\n")
     assert run_verify(replay_file) == 1
+
+
+async def test_a_follower_process_killed_mid_run_resumes_with_nothing_missing_or_doubled(
+    writer: Writer, database_url: str, schema: str
+) -> None:
+    await drive(writer, "killed", [("consume", i, 1) for i in range(400)])
+    env = {
+        **os.environ,
+        "LEDGER_DATABASE_URL": database_url,
+        "LEDGER_DB_SCHEMA": schema,
+        "LEDGER_FOLLOWER_BATCH_SIZE": "7",
+        "LEDGER_LOG_FORMAT": "json",
+    }
+    conn = await asyncpg.connect(database_url)
+    try:
+        await Follower(database_url, schema, new_mapper()).create_tables(conn)
+        target = await asyncio.to_thread(writer.ledger.max_position)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "api.cli", "project"], env=env, cwd=REPO_ROOT
+        )
+        position = 0
+        for _ in range(500):
+            position = await conn.fetchval(
+                f'SELECT coalesce(max(position), 0) FROM "{schema}".rm_tracking'
+            )
+            if position > 0:
+                break
+            await asyncio.sleep(0.01)
+        process.kill()  # SIGKILL: no chance to finish its transaction
+        process.wait(timeout=10)
+        assert 0 < position < target, "the follower should have been stopped part way"
+        restarted = subprocess.Popen(
+            [sys.executable, "-m", "api.cli", "project"], env=env, cwd=REPO_ROOT
+        )
+        try:
+            for _ in range(1000):
+                if (
+                    await conn.fetchval(f'SELECT max(position) FROM "{schema}".rm_tracking')
+                    >= target
+                ):
+                    break
+                await asyncio.sleep(0.02)
+        finally:
+            restarted.terminate()
+            restarted.wait(timeout=10)
+        report = await compare_with_read_models(conn, schema, new_mapper(), "killed")
+        assert report["ok"], report["mismatches"]
+        assert report["entries"] == 3 * 2 + 400
+    finally:
+        await conn.close()
