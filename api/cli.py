@@ -17,10 +17,13 @@ import asyncpg
 import msgspec
 import structlog
 
+from api.app import create_app
 from api.database import ensure_schema
 from api.embedded import start_nats, start_postgres
 from api.logs import configure_logging
+from api.runtime import relay_connector
 from api.settings import Settings, settings_from_env
+from events.relay import Relay
 from ledger import commands as c
 from ledger.application import Ledger, new_mapper
 from ledger.errors import LedgerError
@@ -58,8 +61,6 @@ def admin_key(settings: Settings) -> str:
 
 def serve(settings: Settings) -> None:
     import uvicorn  # noqa: PLC0415 - only the serve role needs it
-
-    from api.app import create_app  # noqa: PLC0415 - keeps `ledger demo` light
 
     url = database_url(settings)
     ensure_schema(url, settings.schema)
@@ -162,6 +163,23 @@ async def run_project(settings: Settings) -> None:
     await follower.run(stop)
 
 
+async def run_relay(settings: Settings) -> None:
+    """The NATS relay alone: active, or standby while another holds the lock."""
+    nats_url = settings.nats_url or start_nats(settings.data_dir)
+    relay = Relay(
+        database_url(settings),
+        settings.schema,
+        new_mapper(),
+        relay_connector(nats_url),
+        stream_name=settings.stream_name,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await relay.run(stop)
+
+
 async def run_rebuild(settings: Settings) -> None:
     follower = Follower(database_url(settings), settings.schema, new_mapper())
     started = time.monotonic()
@@ -223,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("demo", help="run a short scripted session against the ledger core")
     sub.add_parser("project", help="run the read-model follower alone (standby if one is active)")
     sub.add_parser("rebuild", help="drop the read models and rebuild them from position 0")
+    sub.add_parser("relay", help="run the NATS relay alone (standby if one is active)")
     replay_parser = sub.add_parser(
         "replay", help="write a tenant's history as NDJSON, from the event store"
     )
@@ -243,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(run_demo(settings))
     elif args.command == "project":
         asyncio.run(run_project(settings))
+    elif args.command == "relay":
+        asyncio.run(run_relay(settings))
     elif args.command == "rebuild":
         asyncio.run(run_rebuild(settings))
     elif args.command == "replay":

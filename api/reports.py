@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
 import msgspec
@@ -56,6 +56,16 @@ def read_models(services: Services) -> Any:
     return services.read_models
 
 
+async def wait_for(services: Services, min_position: int | None) -> None:
+    """Returns once the read models hold `min_position`. A position past the event store's last
+    one was never in a command's answer: a bad request (400) at once, not a 503 after a wait."""
+    if min_position and min_position > await services.store_position():
+        raise ApiError(
+            "validation_error", f"min_position {min_position} is past the ledger's last position"
+        )
+    await read_models(services).wait_for(min_position)
+
+
 async def known_account(services: Services, tenant_id: str, account_id: str) -> None:
     """404 unless the account exists (the read models may lag: the writer has the last word)."""
     check_account_id(account_id)
@@ -78,7 +88,7 @@ async def account_entries(
 ) -> Response[EntryPage]:
     tenant_id = await tenant_of(request, READ)
     services = services_of(request)
-    await read_models(services).wait_for(min_position)
+    await wait_for(services, min_position)
     await known_account(services, tenant_id, account_id)
     body = await read_models(services).entries_page(tenant_id, account_id, after, limit)
     return Response(body, media_type="application/json")
@@ -98,7 +108,7 @@ async def balance_as_of(
 ) -> Balance:
     tenant_id = await tenant_of(request, READ)
     services = services_of(request)
-    await read_models(services).wait_for(min_position)
+    await wait_for(services, min_position)
     await known_account(services, tenant_id, account_id)
     moment = as_of or datetime.now(tz=UTC)
     if moment.tzinfo is None:
@@ -125,9 +135,10 @@ async def usage(
 ) -> UsageReport:
     principal = await services_of(request).auth.tenant(request, REPORTS)
     services = services_of(request)
-    await read_models(services).wait_for(min_position)
+    await wait_for(services, min_position)
     to_day = to or datetime.now(tz=UTC).date()
-    from_day = from_ or to_day - timedelta(days=USAGE_DAYS_DEFAULT - 1)
+    # Clamped at date.min: `to=0001-01-01` is a valid date, not an OverflowError (a 500).
+    from_day = from_ or date.fromordinal(max(1, to_day.toordinal() - (USAGE_DAYS_DEFAULT - 1)))
     groups = [name for name in group_by.split(",") if name]
     report: UsageReport = await read_models(services).usage(
         principal.tenant(), from_day, to_day, groups, account_id
@@ -149,7 +160,7 @@ async def history(
 ) -> Response[EntryPage]:
     principal = await services_of(request).auth.tenant(request, REPORTS)
     models = read_models(services_of(request))
-    await models.wait_for(min_position)
+    await wait_for(services_of(request), min_position)
     if NDJSON in request.headers.get("accept", ""):
         return Stream(models.stream_history(principal.tenant()), media_type=NDJSON)  # type: ignore[return-value]
     body = await models.entries_page(principal.tenant(), None, after, limit)
@@ -168,7 +179,7 @@ async def audit_verify(
     principal = await services_of(request).auth.tenant(request, REPORTS)
     services = services_of(request)
     models = read_models(services)
-    await models.wait_for(min_position or await services.store_position())
+    await wait_for(services, min_position or await services.store_position())
     async with models.pool.acquire() as conn:
         report = await compare_with_read_models(
             conn, services.settings.schema, services.mapper, principal.tenant()

@@ -25,6 +25,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     rate_limit_burst: int = 4_000  # requests per API key at once
     run_follower: bool = True  # project the read models in this process (`ledger project` alone)
     follower_batch_size: int = 2_000  # events per read-model transaction
+    run_relay: bool = True  # publish entries to NATS from this process (`ledger relay` alone)
+    stream_name: str = "LEDGER"  # the JetStream stream
 
 
 def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
@@ -49,4 +51,6 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
         rate_limit_burst=int(get("RATE_LIMIT_BURST") or 4_000),
         run_follower=(get("RUN_FOLLOWER") or "yes").lower() in ("1", "yes", "true", "on"),
         follower_batch_size=int(get("FOLLOWER_BATCH_SIZE") or 2_000),
+        run_relay=(get("RUN_RELAY") or "yes").lower() in ("1", "yes", "true", "on"),
+        stream_name=get("STREAM_NAME") or "LEDGER",
     )

@@ -23,6 +23,7 @@ from eventsourcing.persistence import Mapper
 
 from projections.entries import Changes, decode_entries
 from projections.schema import create_statements, drop_statements
+from projections.tailing import EVENTS_CHANNEL, close_quickly, wait_any
 
 log = structlog.get_logger("projections.follower")
 
@@ -93,28 +94,16 @@ class Follower:
                 return
             self.active = True
             log.info("follower_active")
-            await conn.add_listener(self.channel, self._notified)
+            await conn.add_listener(EVENTS_CHANNEL, self._notified)
             self.position = await self.read_position(conn)
             while not stop.is_set():
                 applied = await self.step(conn)
                 if applied == 0:
                     self._wake.clear()
-                    waiter = asyncio.ensure_future(self._wake.wait())
-                    stopper = asyncio.ensure_future(stop.wait())
-                    await asyncio.wait(
-                        {waiter, stopper},
-                        timeout=POLL_INTERVAL_S,
-                        return_when=asyncio.FIRST_COMPLETED,
-                    )
-                    waiter.cancel()
-                    stopper.cancel()
+                    await wait_any(self._wake, stop, POLL_INTERVAL_S)
         finally:
             self.active = False
-            await conn.close()  # ends the session: the advisory lock goes with it
-
-    @property
-    def channel(self) -> str:
-        return "ledger_events"
+            await close_quickly(conn)  # ends the session: the advisory lock goes with it
 
     def _notified(self, *_: Any) -> None:
         self._wake.set()

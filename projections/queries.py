@@ -114,6 +114,21 @@ class ReadModels:
         items = b",".join(row[1].encode() for row in rows)
         return b'{"items":[' + items + b'],"next_after":' + next_after + b"}"
 
+    async def entries_after(
+        self, tenant_id: str, account_id: str | None, after: int, upto: int, limit: int
+    ) -> list[tuple[int, bytes]]:
+        """(position, Entry JSON) of the tenant's (or one account's) entries in (after, upto]."""
+        account_filter = "" if account_id is None else " AND account_id = $5"
+        args: list[Any] = [tenant_id, after, upto, limit]
+        if account_id is not None:
+            args.append(account_id)
+        rows = await self.pool.fetch(
+            f"SELECT position, entry::text FROM {self.s}.rm_entries WHERE tenant_id = $1 "
+            f"AND position > $2 AND position <= $3{account_filter} ORDER BY position LIMIT $4",
+            *args,
+        )
+        return [(int(row[0]), row[1].encode()) for row in rows]
+
     async def stream_history(self, tenant_id: str) -> AsyncIterator[bytes]:
         """Every entry of the tenant, in ledger order, one JSON line each."""
         after = 0

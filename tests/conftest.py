@@ -59,3 +59,23 @@ async def writer(ledger: object) -> AsyncIterator[object]:
     instance.start()
     yield instance
     await instance.stop()
+
+
+@pytest.fixture(scope="session")
+def nats_url() -> Iterator[str]:
+    """LEDGER_TEST_NATS_URL when set, else a NATS of this run's own (an embedded nats-server)."""
+    url = os.environ.get("LEDGER_TEST_NATS_URL")
+    if url:
+        yield url
+        return
+    from tests.nats_server import NatsServer
+
+    server = NatsServer(TEST_DATA_DIR / f"nats-{os.getpid()}")
+    server.start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+def stream_name() -> str:
+    return f"LEDGER_TEST_{secrets.token_hex(4).upper()}"

@@ -1,0 +1,269 @@
+"""The relay: every committed entry to NATS JetStream, in ledger order (DESIGN.md decision 6).
+
+PostgreSQL is the record; NATS is a copy. The relay reads the event store after its stored
+position, publishes a window of at most PUBLISH_IN_FLIGHT_MAX messages with
+`Nats-Msg-Id = position`, waits for every ack, and only then stores the window's last position.
+A crash re-sends the window: JetStream drops duplicates within its duplicate window, and
+consumers can always dedupe by position. NATS down: the relay waits with backoff and resumes
+from its position, however long the outage. One relay is active per database (advisory lock).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import structlog
+from eventsourcing.persistence import Mapper, StoredEvent
+
+from events.contract import encode, entry_message, low_balance_message
+from events.subjects import entry_subject
+from ledger.account import Account
+from ledger.ids import tenant_aggregate_id
+from ledger.results import Entry, entry_from_event
+from ledger.tenant import Tenant
+from projections.tailing import EVENTS_CHANNEL, close_quickly, wait_any
+
+log = structlog.get_logger("events.relay")
+
+STREAM_NAME = "LEDGER"
+STREAM_SUBJECTS = ["ledger.>"]
+# JetStream drops a re-sent message id within this window (seconds).
+DUPLICATE_WINDOW_S = 120.0
+# Messages published and not yet acknowledged, at most.
+PUBLISH_IN_FLIGHT_MAX = 256
+# How long to wait for a window's acks before treating NATS as down.
+ACK_TIMEOUT_S = 5.0
+# Backoff while NATS is down: doubles from the first to the last.
+BACKOFF_FIRST_S = 0.2
+BACKOFF_MAX_S = 5.0
+POLL_INTERVAL_S = 0.5
+STANDBY_RETRY_S = 1.0
+# Tenant thresholds are re-read at least this often.
+TENANT_CACHE_TTL_S = 1.0
+TRACKING_NAME = "nats_relay"
+ADVISORY_LOCK_KEY = 0x6C656467_72656C61  # "ledg" "rela"
+
+ACCOUNT_TOPIC_PREFIX = "ledger.account:Account."
+TENANT_TOPIC_PREFIX = "ledger.tenant:Tenant."
+
+
+def held_before(event: Any) -> int:
+    """The account's held credits before the event (events carry what is after)."""
+    if isinstance(event, Account.HoldPlaced):
+        return int(event.held - event.hold_amount)
+    if isinstance(event, Account.HoldEnded):
+        return int(event.held + event.hold_amount)
+    return int(event.held)
+
+
+def crossed_below(event: Any, threshold: int) -> bool:
+    """True when this event takes `available` from at or above the threshold to below it."""
+    available_after: int = event.balance - event.held
+    available_before: int = (event.balance - event.amount) - held_before(event)
+    return available_after < threshold <= available_before
+
+
+class Relay:
+    def __init__(
+        self,
+        database_url: str,
+        schema: str,
+        mapper: Mapper[UUID],
+        connect: Callable[[], Awaitable[Any]],
+        *,
+        stream_name: str = STREAM_NAME,
+        duplicate_window_s: float = DUPLICATE_WINDOW_S,
+        in_flight_max: int = PUBLISH_IN_FLIGHT_MAX,
+    ) -> None:
+        self.database_url = database_url
+        self.schema = schema
+        self.mapper = mapper
+        self.connect = connect  # returns a connected nats-py client
+        self.stream_name = stream_name
+        self.duplicate_window_s = duplicate_window_s
+        self.in_flight_max = in_flight_max
+        self.position = 0
+        self.active = False
+        self.published = 0
+        self._s = f'"{schema}"'
+        self._thresholds: dict[str, tuple[float, int | None]] = {}
+        self._wake = asyncio.Event()
+
+    async def create_table(self, conn: asyncpg.Connection) -> None:
+        await conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {self._s}.relay_tracking (name text PRIMARY KEY, position bigint NOT NULL)"
+        )
+
+    async def read_position(self, conn: asyncpg.Connection) -> int:
+        value = await conn.fetchval(
+            f"SELECT position FROM {self._s}.relay_tracking WHERE name = $1", TRACKING_NAME
+        )
+        return int(value or 0)
+
+    async def store_position(self, conn: asyncpg.Connection, position: int) -> None:
+        await conn.execute(
+            f"INSERT INTO {self._s}.relay_tracking (name, position) VALUES ($1, $2) "
+            f"ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position",
+            TRACKING_NAME,
+            position,
+        )
+
+    async def ensure_stream(self, js: Any) -> None:
+        from nats.js.api import StorageType, StreamConfig  # noqa: PLC0415
+        from nats.js.errors import NotFoundError  # noqa: PLC0415
+
+        config = StreamConfig(
+            name=self.stream_name,
+            subjects=STREAM_SUBJECTS,
+            storage=StorageType.FILE,
+            duplicate_window=self.duplicate_window_s,
+        )
+        try:
+            await js.stream_info(self.stream_name)
+        except NotFoundError:
+            await js.add_stream(config)
+        else:
+            await js.update_stream(config)
+
+    # ---------------------------------------------------------------- running
+
+    async def run(self, stop: asyncio.Event) -> None:
+        conn = await asyncpg.connect(self.database_url)
+        try:
+            await self.create_table(conn)
+            while not stop.is_set():
+                if (
+                    await conn.fetchval("SELECT pg_try_advisory_lock($1)", ADVISORY_LOCK_KEY)
+                    is True
+                ):
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), STANDBY_RETRY_S)
+            else:
+                return
+            self.active = True
+            log.info("relay_active")
+            await conn.add_listener(EVENTS_CHANNEL, lambda *_: self._wake.set())
+            self.position = await self.read_position(conn)
+            await self._follow(conn, stop)
+        finally:
+            self.active = False
+            await close_quickly(conn)
+
+    async def _follow(self, conn: asyncpg.Connection, stop: asyncio.Event) -> None:
+        backoff = BACKOFF_FIRST_S
+        nc: Any = None
+        while not stop.is_set():
+            try:
+                if nc is None or not nc.is_connected:
+                    nc = await self.connect()
+                    await self.ensure_stream(nc.jetstream())
+                    log.info("relay_connected", position=self.position)
+                sent = await self.step(conn, nc.jetstream())
+                backoff = BACKOFF_FIRST_S
+                if sent == 0:
+                    self._wake.clear()
+                    await wait_any(self._wake, stop, POLL_INTERVAL_S)
+            except (asyncpg.PostgresError, OSError) as error:
+                log.warning("relay_store_failed", error=str(error))
+                await wait_any(stop, None, backoff)
+                backoff = min(BACKOFF_MAX_S, backoff * 2)
+            except Exception as error:  # noqa: BLE001 - NATS errors of every kind: wait, resume
+                log.warning(
+                    "relay_publish_failed",
+                    error=str(error) or type(error).__name__,
+                    position=self.position,
+                )
+                if nc is not None:
+                    with contextlib.suppress(Exception):
+                        await nc.close()
+                    nc = None
+                await wait_any(stop, None, backoff)
+                backoff = min(BACKOFF_MAX_S, backoff * 2)
+        if nc is not None:
+            with contextlib.suppress(Exception):
+                await nc.close()
+
+    async def step(self, conn: asyncpg.Connection, js: Any) -> int:
+        """Publishes the next window and stores its position; returns how many were sent."""
+        rows = await conn.fetch(
+            f"SELECT notification_id, originator_id, originator_version, topic, state "
+            f"FROM {self._s}.ledger_events WHERE notification_id > $1 "
+            f"AND topic LIKE $2 ORDER BY notification_id LIMIT $3",
+            self.position,
+            ACCOUNT_TOPIC_PREFIX + "%",
+            self.in_flight_max,
+        )
+        if not rows:
+            return 0
+        acks = []
+        for position, originator_id, version, topic, state in rows:
+            stored = StoredEvent(
+                originator_id=originator_id,
+                originator_version=version,
+                topic=topic,
+                state=bytes(state),
+            )
+            event = self.mapper.to_domain_event(stored)
+            entry = entry_from_event(event, position)  # type: ignore[arg-type]
+            acks.append(await self._publish(js, event.tenant_id, entry))  # type: ignore[attr-defined]
+            threshold = await self._threshold(conn, event.tenant_id)  # type: ignore[attr-defined]
+            if threshold is not None and crossed_below(event, threshold):
+                acks.append(await self._publish_low_balance(js, event.tenant_id, entry, threshold))  # type: ignore[attr-defined]
+        await asyncio.wait_for(asyncio.gather(*acks), ACK_TIMEOUT_S)
+        last = int(rows[-1][0])
+        await self.store_position(conn, last)
+        self.position = last
+        self.published += len(rows)
+        return len(rows)
+
+    async def _publish(self, js: Any, tenant_id: str, entry: Entry) -> Any:
+        headers = {"Nats-Msg-Id": str(entry.position), "Ledger-Position": str(entry.position)}
+        subject = entry_subject(tenant_id, entry.account_id, entry.type)
+        return await js.publish_async(
+            subject, encode(entry_message(tenant_id, entry)), headers=headers
+        )
+
+    async def _publish_low_balance(
+        self, js: Any, tenant_id: str, entry: Entry, threshold: int
+    ) -> Any:
+        headers = {
+            "Nats-Msg-Id": f"{entry.position}-low_balance",
+            "Ledger-Position": str(entry.position),
+        }
+        subject = entry_subject(tenant_id, entry.account_id, "low_balance")
+        payload = encode(low_balance_message(tenant_id, entry, threshold))
+        return await js.publish_async(subject, payload, headers=headers)
+
+    async def _threshold(self, conn: asyncpg.Connection, tenant_id: str) -> int | None:
+        cached = self._thresholds.get(tenant_id)
+        now = time.monotonic()
+        if cached is not None and now - cached[0] < TENANT_CACHE_TTL_S:
+            return cached[1]
+        rows = await conn.fetch(
+            f"SELECT originator_id, originator_version, topic, state FROM {self._s}.ledger_events "
+            f"WHERE originator_id = $1 ORDER BY originator_version",
+            tenant_aggregate_id(tenant_id),
+        )
+        tenant: Any = None
+        for originator_id, version, topic, state in rows:
+            event: Any = self.mapper.to_domain_event(
+                StoredEvent(
+                    originator_id=originator_id,
+                    originator_version=version,
+                    topic=topic,
+                    state=bytes(state),
+                )
+            )
+            tenant = event.mutate(tenant)
+        threshold = (
+            tenant.settings.get("low_balance_threshold") if isinstance(tenant, Tenant) else None
+        )
+        self._thresholds[tenant_id] = (now, threshold)
+        return threshold
