@@ -34,6 +34,8 @@ REPORTS = "reports:read"
 SUBSCRIBER_QUEUE_MAX = 10_000
 # A quiet stream sends a heartbeat (and catches up from the read models) this often.
 HEARTBEAT_S = 15.0
+# Without NATS a stream polls the read models this often instead.
+POLL_WITHOUT_NATS_S = 1.0
 # Read-model rows per catch-up query.
 CATCH_UP_PAGE = 500
 # Streams open at once per process.
@@ -71,11 +73,14 @@ class LiveEntries:
         if _open_streams >= STREAMS_MAX:
             raise ApiError("unavailable", "too many open streams on this replica; retry shortly")
         _open_streams += 1
+        await self._subscribe()
+        return self
+
+    async def _subscribe(self) -> None:
         nats = self.services.nats
-        if nats is not None and nats.is_connected:
+        if self.subscription is None and nats is not None and nats.is_connected:
             subject = tenant_subjects(self.tenant_id, self.account_id)
             self.subscription = await nats.subscribe(subject, cb=self._on_message)
-        return self
 
     async def __aexit__(self, *_: object) -> None:
         global _open_streams  # noqa: PLW0603
@@ -104,10 +109,12 @@ class LiveEntries:
         async for item in self.catch_up():
             yield item
         while True:
+            quiet_s = HEARTBEAT_S if self.subscription is not None else POLL_WITHOUT_NATS_S
             try:
-                position, payload = await asyncio.wait_for(self.queue.get(), HEARTBEAT_S)
+                position, payload = await asyncio.wait_for(self.queue.get(), quiet_s)
             except TimeoutError:
                 yield None
+                await self._subscribe()  # NATS may be back (or reachable for the first time)
                 async for item in self.catch_up():
                     yield item
                 continue
@@ -193,18 +200,20 @@ async def live_socket(
         return
     await socket.accept()
     live = LiveEntries(services, principal.tenant(), account_id, after or 0)
-    closed = asyncio.ensure_future(_until_closed(socket))
-    try:
+
+    async def pump() -> None:
         async with live:
             async for item in live.entries():
-                if closed.done():
-                    return
                 if item is not None:
                     await socket.send_text(item[1].decode())
-    except Exception as error:  # noqa: BLE001 - a gone client ends its stream, nothing more
-        log.info("websocket_ended", error=type(error).__name__)
-    finally:
-        closed.cancel()
+
+    sending = asyncio.ensure_future(pump())
+    closed = asyncio.ensure_future(_until_closed(socket))
+    await asyncio.wait({sending, closed}, return_when=asyncio.FIRST_COMPLETED)
+    for task in (sending, closed):
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
 
 
 async def _until_closed(socket: WebSocket[Any, Any, Any]) -> None:

@@ -160,5 +160,9 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 def test_every_answer_is_documented(case: schemathesis.Case, contract: Contract) -> None:
     extra: dict[str, Any] = {"timeout": STREAM_READ_S} if is_event_stream(case.operation) else {}
     response = case.call(headers=contract.headers_for(case.path), **extra)
-    if case.meta and case.meta.generation.mode == GenerationMode.POSITIVE and response.status_code == 400:
+    if (
+        case.meta
+        and case.meta.generation.mode == GenerationMode.POSITIVE
+        and response.status_code == 400
+    ):
         print("DEBUGPOS", case.method, case.path, response.text[:400])
