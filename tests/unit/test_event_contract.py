@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import msgspec
 
@@ -31,7 +31,7 @@ def account_event(cls: type, amount: int, balance: int, held: int, **fields: obj
     return cls(
         originator_id=uuid.uuid4(),
         originator_version=5,
-        timestamp=datetime(2026, 11, 22, tzinfo=timezone.utc),
+        timestamp=datetime(2026, 11, 22, tzinfo=UTC),
         tenant_id="acme",
         account_id="ada",
         amount=amount,
@@ -68,7 +68,7 @@ def test_a_low_balance_is_signalled_once_when_available_crosses_below_the_thresh
         hold_id="h",
         operation="op",
         hold_amount=60,
-        expires_at=datetime.now(timezone.utc),
+        expires_at=datetime.now(UTC),
         metadata={},
         reservations=[],
     )
