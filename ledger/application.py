@@ -57,6 +57,7 @@ def postgres_env(
         "POSTGRES_CONNECT_TIMEOUT": str(connect_timeout_s),
         "POSTGRES_PRE_PING": "y",
         "CREATE_TABLE": "y",
+        "APPLICATION_RECORDER_TOPIC": "ledger.recorder:LedgerRecorder",
     }
 
 
