@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from typing import Any
 
+import msgspec
 import structlog
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.metrics import Metrics
+from api.problems import PROBLEM_MEDIA_TYPE, problem
 
 log = structlog.get_logger("api.request")
 
 REQUEST_ID_LENGTH_MAX = 128
+# A request not answered within this is answered 503 (streams excepted). A command may still
+# commit after it: the answer says so, and the Idempotency-Key makes a retry safe.
+REQUEST_TIMEOUT_S = 30.0
+STREAM_PATHS = ("/v1/stream", "/v1/ws")
+TIMEOUT_BODY = msgspec.json.encode(
+    problem(
+        "unavailable",
+        "the request took too long; a command may still commit: retry it with the same Idempotency-Key",
+    )
+)
 
 
 def request_context(metrics_of: Any) -> Any:
@@ -45,8 +58,27 @@ def request_context(metrics_of: Any) -> Any:
                     ]
                 await send(message)
 
+            started_response = False
+
+            async def send_tracked(message: Message) -> None:
+                nonlocal started_response
+                started_response = started_response or message["type"] == "http.response.start"
+                await send_with_id(message)
+
             try:
-                await app(scope, receive, send_with_id)
+                if scope["path"] in STREAM_PATHS or "x-ndjson" in headers.get(
+                    b"accept", b""
+                ).decode("latin-1"):
+                    await app(scope, receive, send_with_id)
+                else:
+                    try:
+                        await asyncio.wait_for(app(scope, receive, send_tracked), REQUEST_TIMEOUT_S)
+                    except TimeoutError:
+                        log.error(
+                            "request_timed_out", path=scope["path"], timeout_s=REQUEST_TIMEOUT_S
+                        )
+                        if not started_response:
+                            await send_problem(send_with_id, TIMEOUT_BODY, 503)
             finally:
                 seconds = time.perf_counter() - started
                 route = scope.get("path_template") or "unmatched"
@@ -65,3 +97,17 @@ def request_context(metrics_of: Any) -> Any:
         return handle
 
     return middleware
+
+
+async def send_problem(send: Send, body: bytes, status: int) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body, "more_body": False})

@@ -218,3 +218,28 @@ async def test_health_metrics_and_the_openapi_document_are_served(client: Client
     assert {"201", "400", "401", "402", "403", "404", "409", "422", "429", "503"} <= set(
         consume["responses"]
     )
+
+
+async def test_a_request_past_the_timeout_answers_503_and_says_a_retry_is_safe(
+    client: Client, tenant: Tenant, monkeypatch: Any
+) -> None:
+    import asyncio
+
+    import api.middleware
+
+    await open_account(client, tenant, "ada", grant=10)
+    services = client.app.state["services"]
+
+    async def slow_submit(command: Any) -> Any:
+        await asyncio.sleep(1)
+        raise AssertionError("the timeout should have answered first")
+
+    monkeypatch.setattr(api.middleware, "REQUEST_TIMEOUT_S", 0.1)
+    monkeypatch.setattr(services.writer, "submit", slow_submit)
+    response = await client.post(
+        "/v1/accounts/ada/consumptions",
+        json={"amount": 1, "operation": "op"},
+        headers=tenant.headers,
+    )
+    body = assert_problem(response, 503, "unavailable")
+    assert "Idempotency-Key" in body["detail"]
