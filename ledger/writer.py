@@ -35,6 +35,7 @@ from eventsourcing.domain import Snapshot
 from eventsourcing.persistence import IntegrityError, PersistenceError
 
 from ledger import commands as c
+from ledger import ids
 from ledger.account import Account
 from ledger.application import Ledger
 from ledger.errors import (
@@ -110,11 +111,32 @@ class BatchSession:
         self.touched: dict[UUID, Any] = {}
         self.loaded_at: dict[UUID, float] = {}
         self.versions_at_load: dict[UUID, int] = {}
+        self.absent: set[UUID] = set()  # known, for this batch, to have no events yet
         self.mark = 0
+
+    def prefetch_absence(self, works: list[Work]) -> None:
+        """One query finds which of the batch's idempotency keys and payment refs are new, so
+        each new one costs no lookup of its own (the usual case: every request a new key)."""
+        candidates = set()
+        for work in works:
+            for command in work.commands:
+                if command.idempotency_key is not None:
+                    candidates.add(
+                        ids.aggregate_id(command.tenant_id, "idempotency", command.idempotency_key)
+                    )
+                if isinstance(command, c.PurchaseCredits):
+                    candidates.add(
+                        ids.aggregate_id(command.tenant_id, "payment", command.payment_ref)
+                    )
+        unknown = {i for i in candidates if i not in self.touched and self.cache.get(i) is None}
+        if unknown:
+            self.absent = unknown - self.ledger.stored_ids(unknown)
 
     def get(self, cls: type[T], aggregate_id: UUID, *, fresh: bool = False) -> T | None:
         aggregate = self.touched.get(aggregate_id)
         if aggregate is None:
+            if aggregate_id in self.absent:
+                return None
             cached = self.cache.get(aggregate_id)
             if cached is not None:
                 aggregate, loaded_at = cached
@@ -143,6 +165,7 @@ class BatchSession:
         return self.get(Tenant, tenant_uuid)
 
     def add(self, aggregate: Any) -> None:
+        self.absent.discard(aggregate.id)
         if aggregate.id not in self.touched:
             self.touched[aggregate.id] = aggregate
             self.loaded_at[aggregate.id] = time.monotonic()
@@ -295,6 +318,7 @@ class Writer:
             session = BatchSession(self.ledger, self.cache, self.clock())
             results: dict[int, Any] = {}
             try:
+                session.prefetch_absence(works)
                 rerun = any(self._apply(work, session, results) for work in works)
             except PersistenceError as error:
                 session.evict_all()
