@@ -15,7 +15,11 @@ from api.services import services_of
 from ledger import commands as c
 from ledger.errors import LedgerError
 from ledger.handlers import Outcome
+from ledger.limits import IDEMPOTENCY_KEY_LENGTH_MAX
 from ledger.results import Entry, HoldView
+
+# '<header>#<index>' must fit the 255 characters of a key (index < 1000: '#999').
+BATCH_KEY_LENGTH_MAX = IDEMPOTENCY_KEY_LENGTH_MAX - 4
 
 SCOPE_OF_OP = {
     "grant": WRITE,
@@ -94,6 +98,12 @@ async def run_batch(
     missing = sorted(needed - principal.scopes)
     if missing:
         raise ApiError("forbidden", f"the API key lacks the scope {', '.join(missing)}")
+    if idempotency_key is not None and len(idempotency_key) > BATCH_KEY_LENGTH_MAX:
+        raise ApiError(
+            "validation_error",
+            f"a batch's Idempotency-Key may be at most {BATCH_KEY_LENGTH_MAX} characters: "
+            "each command's key is '<header>#<index>', at most 255",
+        )
     commands = [
         to_command(item, principal.tenant(), idempotency_key, index)
         for index, item in enumerate(data.commands)

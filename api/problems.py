@@ -147,6 +147,11 @@ def handle_http_exception(_: Request[Any, Any, Any], error: Exception) -> Respon
     return problem_response(msgspec.structs.replace(body, status=status))
 
 
+def handle_recursion(_: Request[Any, Any, Any], error: Exception) -> Response[Problem]:
+    """JSON nested past Python's recursion limit (a few KB can do it) is bad input, not a 500."""
+    return problem_response(problem("validation_error", "the body is nested too deeply"))
+
+
 def handle_unexpected(request: Request[Any, Any, Any], error: Exception) -> Response[Problem]:
     log.exception("request_crashed", path=request.url.path, error=type(error).__name__)
     return problem_response(
@@ -158,6 +163,7 @@ EXCEPTION_HANDLERS: dict[type[Exception], Any] = {
     LedgerError: handle_ledger_error,
     ApiError: handle_api_error,
     HTTPException: handle_http_exception,
+    RecursionError: handle_recursion,
     Exception: handle_unexpected,
 }
 

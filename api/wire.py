@@ -221,6 +221,8 @@ def decode_strictly(body: bytes, cls: type[T]) -> T:
         raise InvalidCommandError(str(error)) from None
     except msgspec.DecodeError:
         raise InvalidCommandError("the body is not valid JSON") from None
+    except RecursionError:
+        raise InvalidCommandError("the body is nested too deeply") from None
     return decoded
 
 

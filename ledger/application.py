@@ -129,5 +129,17 @@ class Ledger(Application[UUID]):
             cursor.execute(sql, (wanted,))
             return {row["originator_id"] for row in cursor.fetchall()}
 
+    def stored_state(self, originator_id: UUID, version: int) -> bytes | None:
+        """The stored state of one event, or None when there is none."""
+        recorder: Any = self.recorder
+        sql = (
+            f"SELECT state FROM {self.events_table} "
+            f"WHERE originator_id = %s AND originator_version = %s"
+        )
+        with recorder.datastore.get_connection() as conn, conn.cursor() as cursor:
+            cursor.execute(sql, (originator_id, version))
+            row = cursor.fetchone()
+        return None if row is None else bytes(row["state"])
+
     def max_position(self) -> int:
         return self.recorder.max_notification_id() or 0

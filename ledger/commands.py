@@ -21,6 +21,7 @@ from ledger.limits import (
     EXPIRY_HORIZON_MAX,
     HOLD_EXPIRES_IN_S_MAX,
     METADATA_BYTES_MAX,
+    METADATA_DEPTH_MAX,
     METADATA_KEYS_MAX,
     OVERDRAFT_LIMIT_MAX,
     PAYMENT_REF_LENGTH_MAX,
@@ -246,13 +247,15 @@ def check_metadata(metadata: dict[str, Any]) -> None:
         raise _invalid("metadata may not contain floating point numbers; use strings or integers")
 
 
-def _has_float(value: Any) -> bool:
+def _has_float(value: Any, depth: int = 0) -> bool:
+    if depth > METADATA_DEPTH_MAX:
+        raise _invalid(f"metadata may be nested at most {METADATA_DEPTH_MAX} deep")
     if isinstance(value, float):
         return True
     if isinstance(value, dict):
-        return any(_has_float(v) for v in value.values())
+        return any(_has_float(v, depth + 1) for v in value.values())
     if isinstance(value, list):
-        return any(_has_float(v) for v in value)
+        return any(_has_float(v, depth + 1) for v in value)
     return False
 
 

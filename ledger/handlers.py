@@ -80,9 +80,9 @@ class Outcome:
 
 
 def execute(command: c.Command, session: Session) -> Outcome:
+    session.checkpoint()  # nothing of this command before here
     key = command.idempotency_key
     if key is None:
-        session.checkpoint()
         return dispatch(command, session)
     record_id = aggregate_id(command.tenant_id, "idempotency", key)
     stored = session.get(StoredResult, record_id)
@@ -92,7 +92,6 @@ def execute(command: c.Command, session: Session) -> Outcome:
                 f"idempotency key {key!r} was used with a different request"
             )
         return replay(stored)
-    session.checkpoint()
     outcome = dispatch(command, session)
     session.add(store_result(command.tenant_id, "idempotency", key, command, outcome))
     return outcome

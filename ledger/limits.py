@@ -25,6 +25,7 @@ TEXT_LENGTH_MAX = 1_000  # reason, operation, resource, user_id, name
 PAYMENT_REF_LENGTH_MAX = 255
 METADATA_BYTES_MAX = 4_096  # encoded JSON size of one metadata object
 METADATA_KEYS_MAX = 50
+METADATA_DEPTH_MAX = 16  # nesting of metadata objects and lists
 # API keys per tenant (active or revoked: all are kept for the audit trail).
 API_KEYS_PER_TENANT_MAX = 100
 # Currencies a tenant may price credits in.

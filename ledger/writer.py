@@ -367,21 +367,51 @@ class Writer:
         self, works: list[Work], session: BatchSession, results: dict[int, Any], attempt: int
     ) -> None:
         pending = [work for work in works if not work.done]
+        probe = next(
+            (event for aggregate in session.touched.values() for event in aggregate.pending_events),
+            None,
+        )
         try:
             recordings = (
                 self.ledger.save(*session.touched.values()) if session.pending_count() else []
             )
-        except IntegrityError as error:
-            session.evict_all()
-            self._on_conflict(pending, attempt, error)
-            return
-        except PersistenceError as error:
-            session.evict_all()
-            log.error("writer_commit_failed", error=str(error), commands=len(pending))
-            self._fail(
-                pending, UnavailableError("the event store is unreachable; nothing was recorded")
-            )
-            return
+        except (IntegrityError, PersistenceError) as error:
+            # The commit may have succeeded with its acknowledgement lost (the library retries
+            # the insert, which then meets its own rows): look before treating it as failed.
+            outcome = self._committed(probe)
+            if outcome is True:
+                log.warning("writer_commit_ack_lost", commands=len(pending), error=str(error)[:200])
+                recordings = []
+            else:
+                session.evict_all()
+                if isinstance(error, IntegrityError) and outcome is False:
+                    self._on_conflict(pending, attempt, error)
+                else:
+                    log.error("writer_commit_failed", error=str(error), commands=len(pending))
+                    detail = (
+                        "the event store is unreachable; nothing was recorded"
+                        if outcome is False
+                        else "the event store failed during the commit and the outcome is "
+                        "unknown; retry with the same Idempotency-Key"
+                    )
+                    self._fail(pending, UnavailableError(detail))
+                return
+        self._after_commit(pending, session, results, recordings)
+
+    def _committed(self, probe: Any) -> bool | None:
+        """Whether the batch's first event is stored exactly as this batch made it: True
+        (committed), False (not), None (the store cannot tell now)."""
+        if probe is None:
+            return False
+        try:
+            stored = self.ledger.stored_state(probe.originator_id, probe.originator_version)
+        except PersistenceError:
+            return None
+        return stored is not None and stored == self.ledger.mapper.to_stored_event(probe).state
+
+    def _after_commit(
+        self, works: list[Work], session: BatchSession, results: dict[int, Any], recordings: Any
+    ) -> None:
         for aggregate_id, aggregate in session.touched.items():
             self.cache.put(aggregate, session.loaded_at[aggregate_id])
         positions: dict[tuple[UUID, int], int] = {
@@ -390,12 +420,15 @@ class Writer:
             )
             for r in recordings
         }
-        self._fill_positions(pending, results, positions)
-        self._take_snapshots(session)
+        self._fill_positions(works, results, positions)
         self.batches_committed += 1
-        self.commands_committed += sum(len(work.commands) for work in pending)
-        for work in pending:
+        self.commands_committed += sum(len(work.commands) for work in works)
+        for work in works:
             self._resolve(work, results[id(work)])
+        try:
+            self._take_snapshots(session)
+        except Exception:
+            log.exception("snapshot_crashed")
 
     def _on_conflict(self, works: list[Work], attempt: int, error: Exception) -> None:
         """Runs the batch again on fresh state (a stale cache is the usual cause); if it still
@@ -423,7 +456,7 @@ class Writer:
         if missing:  # replays of answers committed in earlier batches
             try:
                 positions.update(self.ledger.positions_of(missing))
-            except PersistenceError as error:
+            except Exception as error:  # noqa: BLE001 - the answer goes out, without a position
                 log.warning("position_lookup_failed", error=str(error))
         for outcome in outcomes:
             if outcome.entry_ref is not None and outcome.entry_ref in positions:

@@ -61,19 +61,21 @@ async def writer(ledger: object) -> AsyncIterator[object]:
     await instance.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def nats_url() -> Iterator[str]:
-    """LEDGER_TEST_NATS_URL when set, else a NATS of this run's own (an embedded nats-server)."""
+    """LEDGER_TEST_NATS_URL when set, else a NATS of this test's own (an embedded nats-server,
+    started in milliseconds): streams of different tests share the subjects `ledger.>`, which
+    JetStream allows only once per server."""
     url = os.environ.get("LEDGER_TEST_NATS_URL")
     if url:
         yield url
         return
     from tests.nats_server import NatsServer
 
-    server = NatsServer(TEST_DATA_DIR / f"nats-{os.getpid()}")
+    server = NatsServer(TEST_DATA_DIR / f"nats-{os.getpid()}-{secrets.token_hex(4)}")
     server.start()
     yield server.url
-    server.stop()
+    server.remove()
 
 
 @pytest.fixture

@@ -243,3 +243,38 @@ async def test_a_request_past_the_timeout_answers_503_and_says_a_retry_is_safe(
     )
     body = assert_problem(response, 503, "unavailable")
     assert "Idempotency-Key" in body["detail"]
+
+
+async def test_deeply_nested_json_is_a_validation_error_not_a_500(
+    client: Client, tenant: Tenant
+) -> None:
+    await open_account(client, tenant, "ada", grant=10)
+    nested = b"[" * 1500 + b"]" * 1500
+    body = b'{"amount": 1, "operation": "op", "metadata": {"a": ' + nested + b"}}"
+    response = await client.post(
+        "/v1/accounts/ada/consumptions",
+        content=body,
+        headers={**tenant.headers, "content-type": "application/json"},
+    )
+    assert_problem(response, 400, "validation_error")
+    too_deep: object = "x"
+    for _ in range(20):
+        too_deep = [too_deep]
+    response = await client.post(
+        "/v1/accounts/ada/consumptions",
+        json={"amount": 1, "operation": "op", "metadata": {"a": too_deep}},
+        headers=tenant.headers,
+    )
+    assert_problem(response, 400, "validation_error")
+
+
+async def test_a_batch_idempotency_key_too_long_to_number_its_commands_is_refused(
+    client: Client, tenant: Tenant
+) -> None:
+    commands = [{"op": "consume", "account_id": "a", "amount": 1, "operation": "op"}]
+    response = await client.post(
+        "/v1/batch",
+        json={"commands": commands},
+        headers={**tenant.headers, "Idempotency-Key": "k" * 252},
+    )
+    assert_problem(response, 400, "validation_error")

@@ -83,3 +83,36 @@ async def test_an_unreachable_store_answers_unavailable_and_nothing_is_recorded(
         await writer.stop()
         await proxy.cut()
         ledger.close()
+
+
+async def test_a_commit_whose_acknowledgement_was_lost_is_answered_once_and_applied_once(
+    writer: Writer, ledger: Ledger, database_url: str
+) -> None:
+    """The connection dies after COMMIT reached the server: the library's retry meets its own
+    rows. The writer must see they are its own, answer success, and not run the command again."""
+    from eventsourcing.persistence import OperationalError
+
+    from tests.integration.helpers import stored_event_count
+
+    await open_funded(writer, T, {"a": 100})
+    original_save = ledger.save
+    calls = 0
+
+    def save_then_lose_the_ack(*aggregates: object, **kwargs: object) -> object:
+        nonlocal calls
+        calls += 1
+        original_save(*aggregates, **kwargs)
+        raise OperationalError("server closed the connection unexpectedly")
+
+    ledger.save = save_then_lose_the_ack  # type: ignore[method-assign]
+    try:
+        outcome = await writer.submit(
+            c.ConsumeCredits(tenant_id=T, account_id="a", amount=10, operation="op")
+        )
+    finally:
+        ledger.save = original_save  # type: ignore[method-assign]
+    assert calls == 1
+    assert outcome.value.balance == 90  # type: ignore[attr-defined]
+    assert outcome.value.position > 0  # type: ignore[attr-defined]
+    assert stored_event_count(ledger, database_url, T, "a", "CreditsConsumed") == 1
+    assert await balance(writer, T, "a") == 90
