@@ -11,7 +11,7 @@ from litestar import Litestar
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
-from api import accounts, batch, operations, platform, reports, streams
+from api import accounts, batch, bench, operations, platform, reports, streams
 from api.metrics import Metrics
 from api.middleware import request_context
 from api.problems import EXCEPTION_HANDLERS
@@ -53,6 +53,7 @@ def create_app(settings: Settings) -> Litestar:
             *reports.ROUTES,
             *streams.ROUTES,
             *operations.ROUTES,
+            *(bench.ROUTES if settings.bench_endpoints else []),
         ],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,

@@ -27,6 +27,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     follower_batch_size: int = 2_000  # events per read-model transaction
     run_relay: bool = True  # publish entries to NATS from this process (`ledger relay` alone)
     stream_name: str = "LEDGER"  # the JetStream stream
+    bench_endpoints: bool = False  # api/bench.py: the no-op ceiling of `make bench`
 
 
 def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
@@ -53,4 +54,5 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
         follower_batch_size=int(get("FOLLOWER_BATCH_SIZE") or 2_000),
         run_relay=(get("RUN_RELAY") or "yes").lower() in ("1", "yes", "true", "on"),
         stream_name=get("STREAM_NAME") or "LEDGER",
+        bench_endpoints=(get("BENCH_ENDPOINTS") or "no").lower() in ("1", "yes", "true", "on"),
     )

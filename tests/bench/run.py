@@ -1,0 +1,880 @@
+"""`make bench`: the benchmark of issue 6, against the real service.
+
+Starts `python -m api.cli serve` in its own process (embedded PostgreSQL with fsync on and
+embedded NATS under .data/bench unless LEDGER_DATABASE_URL / LEDGER_NATS_URL are set; follower
+and relay running), a fresh schema per run, waits for /health/ready, creates a tenant and drives
+the service with `wrk` (Lua scripts in tests/bench/lua/) from separate processes. Each scenario
+is measured next to a ceiling taken in the same run; medians of a few short runs are printed as
+a table and written to tests/bench/results/<UTC date-time>.json.
+
+Not collected by pytest: pyproject's testpaths list only unit, integration and e2e.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import platform
+import re
+import secrets
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+from psycopg import sql
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCH_DIR = Path(__file__).resolve().parent
+LUA_DIR = BENCH_DIR / "lua"
+RESULTS_DIR = BENCH_DIR / "results"
+
+ACCOUNTS = 10_000  # scenario 1: pre-opened funded accounts
+CONNECTIONS = 64  # scenarios 1, 2, 4
+WRK_THREADS = 2  # one per core: the generator competes with the service on this machine
+BATCH_SIZE = 1_000  # scenario 3: consumes per POST /v1/batch
+BATCH_CONNECTIONS = 4
+FUNDS = 10**12  # signup bonus of every account: never runs out during a run
+PACED_CONNECTIONS = 20  # scenario 6: 20 connections, each waits 8 ms after an answer: about
+PACED_DELAY_MS = 8  # 1,000 commands/s when an answer takes 12 ms (the rate achieved is reported)
+SETTLE_CPU_SHARE = 0.15  # before a run, wait until the service uses less than this of a core
+SETTLE_TIMEOUT_S = 60
+READY_TIMEOUT_S = 120
+STOP_TIMEOUT_S = 60
+
+
+# ---------------------------------------------------------------------------------- helpers
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        log("wrk not found: apt-get install -y wrk")
+        subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=False)
+        found = shutil.which("wrk")
+        if found:
+            return found
+    sys.exit(
+        "make bench needs wrk (the HTTP load generator): install it, e.g. `apt-get install wrk` "
+        "as root on Debian/Ubuntu, or build it from https://github.com/wg/wrk"
+    )
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def settle(pid: int) -> float:
+    """Waits until the service is idle (the follower and relay have caught up with the last
+    run), so that a run is not charged for the previous one's backlog. Returns seconds waited."""
+    started = time.monotonic()
+    while time.monotonic() - started < SETTLE_TIMEOUT_S:
+        before = cpu_seconds(pid)
+        time.sleep(0.5)
+        if (cpu_seconds(pid) - before) / 0.5 < SETTLE_CPU_SHARE:
+            break
+    return time.monotonic() - started
+
+
+def median(values: list[float]) -> float:
+    return float(statistics.median(values)) if values else float("nan")
+
+
+def rss_mib(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+class Service:
+    """`python -m api.cli serve` in its own process, as `make run` starts it."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.env = env
+        self.log_path = log_path
+        self.port = int(env["LEDGER_PORT"])
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.database_url = ""
+        self.nats_url = ""
+        self.rss_mib_max = 0.0  # resident size of the serve process, sampled before each stop
+
+    def start(self) -> None:
+        with self.log_path.open("ab") as out:
+            out.write(f"\n--- serve started {dt.datetime.now(dt.UTC).isoformat()}\n".encode())
+        out = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "api.cli", "serve"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        out.close()
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                sys.exit(f"the service exited with {self.process.returncode}: see {self.log_path}")
+            text = self.log_path.read_text(errors="replace").rsplit("--- serve started", 1)[-1]
+            db = re.search(r"^\s+database:\s+(\S+)", text, re.M)
+            nats = re.search(r"^\s+nats:\s+(\S+)", text, re.M)
+            if db and nats and self.ready():
+                self.database_url, self.nats_url = db.group(1), nats.group(1)
+                return
+            time.sleep(0.3)
+        self.stop()
+        sys.exit(f"the service was not ready within {READY_TIMEOUT_S} s: see {self.log_path}")
+
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/health/ready", timeout=2) as answer:
+                return bool(answer.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def stop(self) -> None:
+        """SIGTERM: the service drains, then stops its embedded servers on exit."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.rss_mib_max = max(self.rss_mib_max, rss_mib(self.process.pid) or 0.0)
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            log("the service did not stop within 60 s: SIGKILL")
+            self.process.kill()
+            self.process.wait()
+
+
+# ------------------------------------------------------------------------------- load (wrk)
+
+
+def run_wrk(
+    wrk: str,
+    url: str,
+    script: str,
+    env: dict[str, str],
+    *,
+    connections: int,
+    duration_s: float,
+    threads: int = WRK_THREADS,
+) -> dict[str, Any]:
+    threads = min(threads, connections)
+    command = [
+        wrk,
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{max(1, round(duration_s))}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(LUA_DIR / script),
+        url,
+    ]
+    full_env = {**os.environ, "BENCH_LUA_DIR": str(LUA_DIR), **env}
+    done = subprocess.run(command, env=full_env, capture_output=True, text=True, check=False)
+    line = next((x for x in done.stdout.splitlines() if x.startswith("BENCH_JSON ")), None)
+    if done.returncode != 0 or line is None:
+        raise RuntimeError(f"wrk failed ({done.returncode}): {done.stdout}\n{done.stderr}")
+    raw = json.loads(line.removeprefix("BENCH_JSON "))
+    seconds = raw["duration_us"] / 1e6
+    errors = sum(v for k, v in raw.items() if k.startswith("errors_"))
+    return {
+        "requests": raw["requests"],
+        "seconds": round(seconds, 2),
+        "rps": raw["requests"] / seconds,
+        "p50_ms": raw["p50_us"] / 1000,
+        "p90_ms": raw["p90_us"] / 1000,
+        "p99_ms": raw["p99_us"] / 1000,
+        "max_ms": raw["max_us"] / 1000,
+        "non_2xx": raw["errors_status"],
+        "errors": errors,
+    }
+
+
+def summarize(runs: list[dict[str, Any]], per_request: int = 1) -> dict[str, Any]:
+    return {
+        "per_s": median([r["rps"] * per_request for r in runs]),
+        "p50_ms": median([r["p50_ms"] for r in runs]),
+        "p99_ms": median([r["p99_ms"] for r in runs]),
+        "errors": sum(r["errors"] for r in runs),
+        "runs": runs,
+    }
+
+
+# --------------------------------------------------------------------------------- setup
+
+
+def create_tenant(service: Service, admin_key: str) -> str:
+    body = {
+        "tenant_id": "bench",
+        "name": "Bench",
+        "settings": {"signup_bonus": FUNDS},
+    }
+    answer = httpx.post(
+        f"{service.url}/v1/tenants",
+        json=body,
+        headers={"Authorization": f"Bearer {admin_key}"},
+        timeout=30,
+    )
+    answer.raise_for_status()
+    return str(answer.json()["api_key"]["key"])
+
+
+async def open_accounts(url: str, key: str, names: list[str], concurrency: int = 32) -> None:
+    queue: asyncio.Queue[str] = asyncio.Queue()
+    for name in names:
+        queue.put_nowait(name)
+    headers = {"Authorization": f"Bearer {key}"}
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        while not queue.empty():
+            name = queue.get_nowait()
+            for attempt in range(3):  # PUT is idempotent (200 when the account exists)
+                try:
+                    answer = await client.put(f"{url}/v1/accounts/{name}", json={}, headers=headers)
+                    break
+                except httpx.TransportError:
+                    if attempt == 2:
+                        raise
+            if answer.status_code not in (200, 201):
+                raise RuntimeError(f"open {name}: {answer.status_code} {answer.text}")
+
+    limits = httpx.Limits(max_connections=concurrency)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+
+
+def consume_once(url: str, key: str, account: str, idem: str) -> float:
+    """One consumption; returns its latency in ms."""
+    started = time.perf_counter()
+    answer = httpx.post(
+        f"{url}/v1/accounts/{account}/consumptions",
+        json={"amount": 1, "operation": "BENCH"},
+        headers={"Authorization": f"Bearer {key}", "Idempotency-Key": idem},
+        timeout=60,
+    )
+    elapsed = (time.perf_counter() - started) * 1000
+    if answer.status_code != 201:
+        raise RuntimeError(f"consume {account}: {answer.status_code} {answer.text}")
+    return elapsed
+
+
+# ------------------------------------------------------------------------------ scenarios
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.wrk = ensure_wrk()
+        self.run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+        self.schema = f"bench_{self.run_id.lower()}"
+        self.admin_key = "lk_admin_bench_" + secrets.token_urlsafe(24)
+        data_dir = os.environ.get("LEDGER_DATA_DIR") or str(ROOT / ".data" / "bench")
+        Path(data_dir).mkdir(parents=True, exist_ok=True)
+        self.env = {
+            **os.environ,
+            "LEDGER_DATA_DIR": data_dir,
+            "LEDGER_DB_SCHEMA": self.schema,
+            "LEDGER_ADMIN_KEY": self.admin_key,
+            "LEDGER_PORT": str(free_port()),
+            "LEDGER_BENCH_ENDPOINTS": "yes",
+            # The per-key rate limit (2,000/s by default) would be the ceiling otherwise; it is
+            # a policy, not a durability setting.
+            "LEDGER_RATE_LIMIT_PER_S": "1000000000",
+            "LEDGER_RATE_LIMIT_BURST": "1000000000",
+            "LEDGER_LOG_FORMAT": "json",
+        }
+        self.log_path = Path(data_dir) / f"serve-{self.run_id}.log"
+        self.service = Service(self.env, self.log_path)
+        self.key = ""
+        self.results: dict[str, Any] = {}
+        self.pg_handle: Any = None
+
+    def wrk_env(self, **extra: str) -> dict[str, str]:
+        return {
+            "BENCH_KEY": self.key,
+            "BENCH_RUN": f"{self.run_id}-{secrets.token_hex(3)}",
+            **extra,
+        }
+
+    def load(self, script: str, connections: int, duration_s: float, **env: str) -> dict[str, Any]:
+        assert self.service.process is not None
+        settle(self.service.process.pid)
+        return run_wrk(
+            self.wrk,
+            self.service.url,
+            script,
+            self.wrk_env(**env),
+            connections=connections,
+            duration_s=duration_s,
+        )
+
+    def start(self) -> None:
+        log(f"starting the service (schema {self.schema}, log {self.log_path})")
+        started = time.monotonic()
+        self.service.start()
+        log(f"ready in {time.monotonic() - started:.1f} s: {self.service.url}")
+        if not os.environ.get("LEDGER_DATABASE_URL"):
+            # Become a user of the embedded PostgreSQL too, so it outlives the service for the
+            # rebuild (scenario 5) and stops when this process exits.
+            from api.embedded import start_postgres
+
+            start_postgres(Path(self.env["LEDGER_DATA_DIR"]))
+        self.env["LEDGER_DATABASE_URL"] = self.service.database_url
+
+    def setup(self) -> None:
+        self.key = create_tenant(self.service, self.admin_key)
+        names = [f"acct-{n}" for n in range(ACCOUNTS)]
+        names += ["hot-0", "history-0", "fresh-0", "fresh-1"]
+        started = time.monotonic()
+        asyncio.run(open_accounts(self.service.url, self.key, names))
+        log(f"opened {len(names):,} funded accounts in {time.monotonic() - started:.1f} s")
+
+    def scenario_1(self) -> None:
+        runs, seconds = self.args.runs, self.args.duration
+        log(f"scenario 1: warm-up {seconds / 2:g} s")
+        self.load("consume.lua", CONNECTIONS, seconds / 2, BENCH_ACCOUNTS=str(ACCOUNTS))
+        ceiling, subject = [], []
+        for i in range(runs):
+            ceiling.append(self.load("consume.lua", CONNECTIONS, seconds, BENCH_PATH="noop"))
+            profiler = self.start_profile("1", seconds) if i == 0 else None
+            subject.append(
+                self.load("consume.lua", CONNECTIONS, seconds, BENCH_ACCOUNTS=str(ACCOUNTS))
+            )
+            self.finish_profile("1", profiler)
+            log(
+                f"scenario 1 run {i + 1}: consume {subject[-1]['rps']:,.0f}/s "
+                f"noop {ceiling[-1]['rps']:,.0f}/s"
+            )
+        self.results["1_consume_10k_accounts"] = {
+            "subject": summarize(subject),
+            "ceiling": summarize(ceiling),
+            "unit": "requests/s",
+            "ceiling_is": "no-op POST /v1/bench/noop/{id}: same auth, same strict body decoding",
+        }
+
+    def scenario_2(self) -> None:
+        runs, seconds = self.args.runs, self.args.duration
+        ceiling, subject = [], []
+        one = {"BENCH_ACCOUNTS": "1", "BENCH_ACCOUNT_PREFIX": "hot-"}
+        for i in range(runs):
+            ceiling.append(self.load("consume.lua", CONNECTIONS, seconds, BENCH_PATH="noop", **one))
+            subject.append(self.load("consume.lua", CONNECTIONS, seconds, **one))
+            log(
+                f"scenario 2 run {i + 1}: consume {subject[-1]['rps']:,.0f}/s "
+                f"noop {ceiling[-1]['rps']:,.0f}/s"
+            )
+        self.results["2_consume_one_hot_account"] = {
+            "subject": summarize(subject),
+            "ceiling": summarize(ceiling),
+            "unit": "requests/s",
+            "ceiling_is": "no-op POST /v1/bench/noop/hot-0",
+        }
+
+    def scenario_3(self) -> None:
+        runs, seconds = self.args.runs, self.args.duration
+        check = self.check_batch()
+        subject, ceiling = [], []
+        env = {"BENCH_ACCOUNTS": str(ACCOUNTS), "BENCH_BATCH": str(BATCH_SIZE)}
+        for i in range(runs):
+            profiler = self.start_profile("3", seconds) if i == 0 else None
+            run = self.load("batch.lua", BATCH_CONNECTIONS, seconds, **env)
+            self.finish_profile("3", profiler)
+            subject.append(run)
+            commits = max(run["requests"], BATCH_CONNECTIONS)
+            ceiling.append(self.raw_insert(commits, BATCH_SIZE, BATCH_CONNECTIONS))
+            log(
+                f"scenario 3 run {i + 1}: batch {run['rps'] * BATCH_SIZE:,.0f} consumes/s "
+                f"raw INSERT {ceiling[-1]['rps'] * BATCH_SIZE:,.0f} rows/s"
+            )
+        self.results["3_batch_of_1000_consumes"] = {
+            "subject": summarize(subject, BATCH_SIZE),
+            "ceiling": summarize(ceiling, BATCH_SIZE),
+            "unit": "consumes/s (rows/s for the ceiling); latency per batch request",
+            "ceiling_is": (
+                f"psycopg: multi-row INSERT of {BATCH_SIZE} rows per commit into a scratch table "
+                f"shaped like the event store, {BATCH_CONNECTIONS} connections, same number of "
+                "commits as the batch run"
+            ),
+            "check": check,
+        }
+
+    def check_batch(self) -> str:
+        """One batch by hand: every command must answer 201, else the figure means nothing."""
+        items = [
+            {"op": "consume", "account_id": f"acct-{n}", "amount": 1, "operation": "BENCH"}
+            for n in range(BATCH_SIZE)
+        ]
+        answer = httpx.post(
+            f"{self.service.url}/v1/batch",
+            json={"commands": items},
+            headers={
+                "Authorization": f"Bearer {self.key}",
+                "Idempotency-Key": f"check-{self.run_id}",
+            },
+            timeout=60,
+        )
+        answer.raise_for_status()
+        statuses = [r["status"] for r in answer.json()["results"]]
+        bad = [s for s in statuses if s != 201]
+        if bad:
+            raise RuntimeError(f"batch check: {len(bad)} of {len(statuses)} not 201: {bad[:5]}")
+        return f"{len(statuses)} of {len(statuses)} commands answered 201"
+
+    def raw_insert(self, commits: int, rows: int, connections: int) -> dict[str, Any]:
+        url = self.service.database_url
+        table = sql.Identifier(self.schema, "bench_scratch")
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL(
+                    "CREATE TABLE IF NOT EXISTS {} (originator_id uuid NOT NULL, "
+                    "originator_version bigint NOT NULL, topic text NOT NULL, state bytea, "
+                    "notification_id bigserial UNIQUE, "
+                    "PRIMARY KEY (originator_id, originator_version))"
+                ).format(table)
+            )
+        row_sql = sql.SQL(", ").join(sql.SQL("(%s, %s, %s, %s)") for _ in range(rows))
+        statement = (
+            sql.SQL(
+                "INSERT INTO {} (originator_id, originator_version, topic, state) VALUES "
+            ).format(table)
+            + row_sql
+        )
+        state = os.urandom(300)  # about the size of a stored consumption event
+        latencies: list[float] = []
+        lock = threading.Lock()
+        per_connection = [commits // connections] * connections
+        for i in range(commits % connections):
+            per_connection[i] += 1
+
+        def work(count: int) -> None:
+            import uuid
+
+            with psycopg.connect(url) as conn:
+                for _ in range(count):
+                    params: list[Any] = []
+                    for _ in range(rows):
+                        params += [uuid.uuid4(), 1, "bench:Consumed", state]
+                    started = time.perf_counter()
+                    conn.execute(statement, params, prepare=True)
+                    conn.commit()
+                    with lock:
+                        latencies.append((time.perf_counter() - started) * 1000)
+
+        threads = [threading.Thread(target=work, args=(n,)) for n in per_connection]
+        started = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        seconds = time.perf_counter() - started
+        latencies.sort()
+        return {
+            "requests": commits,
+            "seconds": round(seconds, 2),
+            "rps": commits / seconds,
+            "p50_ms": latencies[len(latencies) // 2],
+            "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
+            "errors": 0,
+        }
+
+    def scenario_6(self) -> None:
+        seconds = max(self.args.duration * 1.5, 10)
+        result = asyncio.run(self.nats_latency(seconds))
+        self.results["6_commit_to_nats_latency"] = result
+        log(
+            f"scenario 6: {result['commands_per_s']:,.0f} commands/s, {result['received']:,} "
+            f"received, p50 {result['p50_ms']:.1f} ms p99 {result['p99_ms']:.1f} ms"
+        )
+
+    async def nats_latency(self, seconds: float) -> dict[str, Any]:
+        import nats
+
+        nc = await nats.connect(self.service.nats_url)
+        js = nc.jetstream()
+        latencies: list[float] = []
+
+        backlog = 0
+
+        async def got(msg: Any) -> None:
+            nonlocal backlog
+            received = time.time()
+            entry = json.loads(msg.data)
+            if entry.get("operation") == "PACED":
+                recorded = dt.datetime.fromisoformat(entry["recorded_at"]).timestamp()
+                latencies.append((received - recorded) * 1000)
+            else:
+                backlog += 1
+            await msg.ack()
+
+        sub = await js.subscribe("ledger.bench.>", cb=got, deliver_policy="new")
+        # The relay may still be publishing earlier scenarios' entries: wait until it is quiet.
+        started = time.monotonic()
+        seen = -1
+        while seen != backlog and time.monotonic() - started < SETTLE_TIMEOUT_S:
+            seen = backlog
+            await asyncio.sleep(1.0)
+        drained_s = time.monotonic() - started
+        assert self.service.process is not None
+        await asyncio.to_thread(settle, self.service.process.pid)
+        env = self.wrk_env(
+            BENCH_ACCOUNTS=str(ACCOUNTS),
+            BENCH_DELAY_MS=str(PACED_DELAY_MS),
+            BENCH_OPERATION="PACED",
+        )
+        run = await asyncio.to_thread(
+            run_wrk,
+            self.wrk,
+            self.service.url,
+            "consume.lua",
+            env,
+            connections=PACED_CONNECTIONS,
+            duration_s=seconds,
+            threads=1,
+        )
+        deadline = time.monotonic() + 5
+        while len(latencies) < run["requests"] and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        await sub.unsubscribe()
+        await nc.close()
+        ordered = sorted(latencies)
+
+        def pct(p: float) -> float:
+            return (
+                ordered[min(len(ordered) - 1, int(len(ordered) * p))] if ordered else float("nan")
+            )
+
+        return {
+            "commands_per_s": run["rps"],
+            "commands": run["requests"],
+            "received": len(ordered),
+            "p50_ms": pct(0.50),
+            "p99_ms": pct(0.99),
+            "max_ms": ordered[-1] if ordered else float("nan"),
+            "http_p50_ms": run["p50_ms"],
+            "http_p99_ms": run["p99_ms"],
+            "relay_backlog_before": {"entries": backlog, "drained_in_s": round(drained_s, 1)},
+            "measured": "receive time in a nats-py JetStream subscriber minus the entry's "
+            "recorded_at (stamped by the writer before the commit)",
+        }
+
+    def seed_history(self) -> int:
+        """Consumes on history-0 through /v1/batch for a bounded time; returns its version."""
+        deadline = time.monotonic() + self.args.seed_seconds
+        version = 0
+
+        async def client(index: int) -> int:
+            last = 0
+            headers = {"Authorization": f"Bearer {self.key}"}
+            items = [
+                {"op": "consume", "account_id": "history-0", "amount": 1, "operation": "SEED"}
+            ] * BATCH_SIZE
+            async with httpx.AsyncClient(timeout=120) as http:
+                n = 0
+                while time.monotonic() < deadline:
+                    n += 1
+                    headers["Idempotency-Key"] = f"seed-{self.run_id}-{index}-{n}"
+                    answer = await http.post(
+                        f"{self.service.url}/v1/batch", json={"commands": items}, headers=headers
+                    )
+                    answer.raise_for_status()
+                    for result in answer.json()["results"]:
+                        if result["status"] != 201:
+                            raise RuntimeError(f"seed: {result}")
+                        last = max(last, result["entry"]["version"])
+            return last
+
+        async def both() -> int:
+            return max(await asyncio.gather(client(0), client(1)))
+
+        started = time.monotonic()
+        version = asyncio.run(both())
+        log(
+            f"scenario 4: history-0 has {version:,} events of its own "
+            f"(seeded in {time.monotonic() - started:.0f} s)"
+        )
+        return version
+
+    def scenario_4(self) -> None:
+        runs, seconds = self.args.runs, self.args.duration
+        version = self.seed_history()
+        log("scenario 4: restarting the service so that no account is cached")
+        self.service.stop()
+        self.service.start()
+        cold_history = consume_once(
+            self.service.url, self.key, "history-0", f"cold-{self.run_id}-h"
+        )
+        cold_fresh = consume_once(self.service.url, self.key, "fresh-0", f"cold-{self.run_id}-f")
+        log(
+            f"scenario 4: first consume after restart: history {cold_history:.1f} ms, fresh {cold_fresh:.1f} ms"
+        )
+        subject, ceiling = [], []
+        for i in range(runs):
+            ceiling.append(
+                self.load(
+                    "consume.lua",
+                    CONNECTIONS,
+                    seconds,
+                    BENCH_ACCOUNTS="1",
+                    BENCH_ACCOUNT_PREFIX="fresh-",
+                )
+            )
+            subject.append(
+                self.load(
+                    "consume.lua",
+                    CONNECTIONS,
+                    seconds,
+                    BENCH_ACCOUNTS="1",
+                    BENCH_ACCOUNT_PREFIX="history-",
+                )
+            )
+            log(
+                f"scenario 4 run {i + 1}: history {subject[-1]['rps']:,.0f}/s "
+                f"fresh {ceiling[-1]['rps']:,.0f}/s"
+            )
+        self.results["4_long_history_vs_fresh"] = {
+            "subject": summarize(subject),
+            "ceiling": summarize(ceiling),
+            "unit": "requests/s on one account (64 connections)",
+            "ceiling_is": "the same load on a fresh account (fresh-0)",
+            "prior_events": version,
+            "cold_first_consume_ms": {"history": cold_history, "fresh": cold_fresh},
+        }
+
+    def scenario_5(self) -> None:
+        """`python -m api.cli rebuild` with the service stopped (no follower racing it)."""
+        self.service.stop()
+        with psycopg.connect(self.service.database_url) as conn:
+            row = conn.execute(
+                sql.SQL("SELECT count(*) FROM {}").format(
+                    sql.Identifier(self.schema, "ledger_events")
+                )
+            ).fetchone()
+        stored = int(row[0]) if row else 0
+        env = {**self.env, "LEDGER_DATABASE_URL": self.service.database_url}
+        started = time.monotonic()
+        done = subprocess.run(
+            [sys.executable, "-m", "api.cli", "rebuild"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        wall = time.monotonic() - started
+        found = re.search(
+            r"rebuilt: ([\d,]+) events in ([\d.]+) s \(([\d,]+) events/s\)", done.stdout
+        )
+        if done.returncode != 0 or not found:
+            raise RuntimeError(
+                f"rebuild failed ({done.returncode}): {done.stdout[-2000:]}{done.stderr[-2000:]}"
+            )
+        events = int(found.group(1).replace(",", ""))
+        self.results["5_rebuild"] = {
+            "events": events,
+            "events_in_store": stored,
+            "seconds": float(found.group(2)),
+            "events_per_s": float(found.group(3).replace(",", "")),
+            "wall_s_with_start": round(wall, 1),
+        }
+        log(f"scenario 5: rebuilt {events:,} events at {found.group(3)} events/s")
+
+    # ------------------------------------------------------------------------- profile
+
+    def start_profile(self, scenario: str, seconds: float) -> subprocess.Popen[bytes] | None:
+        """py-spy on the service during the first run of the scenario named by --profile."""
+        if self.args.profile != scenario:
+            return None
+        spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        if not Path(spy).exists():
+            log("py-spy not found: no profile (pip install py-spy)")
+            return None
+        assert self.service.process is not None
+        out = RESULTS_DIR / f"{self.run_id}-profile-scenario{scenario}.txt"
+        self.profile_path = out
+        return subprocess.Popen(
+            [
+                spy,
+                "record",
+                "--pid",
+                str(self.service.process.pid),
+                "--duration",
+                str(int(seconds)),
+                "--rate",
+                "100",
+                "--format",
+                "raw",
+                "--threads",
+                "--output",
+                str(out),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def finish_profile(self, scenario: str, profiler: subprocess.Popen[bytes] | None) -> None:
+        if profiler is None:
+            return
+        profiler.wait(timeout=60)
+        self.results[f"profile_scenario{scenario}"] = str(self.profile_path.relative_to(ROOT))
+        log(f"profile (collapsed stacks) in {self.profile_path}")
+
+
+# ---------------------------------------------------------------------------------- report
+
+
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.0%}" if b else "-"
+
+
+def table(results: dict[str, Any]) -> str:
+    rows = [("scenario", "subject", "p50 ms", "p99 ms", "ceiling", "ratio", "target")]
+    targets = {
+        "1_consume_10k_accounts": "≥50%, p99≤25ms",
+        "2_consume_one_hot_account": "≥35%",
+        "3_batch_of_1000_consumes": "≥20,000/s, ≥70%",
+        "4_long_history_vs_fresh": "within 10%",
+    }
+    for name, r in results.items():
+        if name in targets:
+            s, c = r["subject"], r["ceiling"]
+            rows.append(
+                (
+                    name,
+                    f"{s['per_s']:,.0f}/s",
+                    f"{s['p50_ms']:.1f}",
+                    f"{s['p99_ms']:.1f}",
+                    f"{c['per_s']:,.0f}/s",
+                    ratio(s["per_s"], c["per_s"]),
+                    targets[name],
+                )
+            )
+    if "5_rebuild" in results:
+        r = results["5_rebuild"]
+        rows.append(
+            (
+                "5_rebuild",
+                f"{r['events_per_s']:,.0f} ev/s",
+                "-",
+                "-",
+                f"{r['events']:,} ev",
+                "-",
+                "≥50,000 ev/s",
+            )
+        )
+    if "6_commit_to_nats_latency" in results:
+        r = results["6_commit_to_nats_latency"]
+        rows.append(
+            (
+                "6_commit_to_nats",
+                f"{r['commands_per_s']:,.0f} cmd/s",
+                f"{r['p50_ms']:.1f}",
+                f"{r['p99_ms']:.1f}",
+                "-",
+                "-",
+                "p99≤50ms",
+            )
+        )
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)) for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3, help="runs per scenario (median)")
+    parser.add_argument("--duration", type=float, default=8, help="seconds per wrk run")
+    parser.add_argument("--seed-seconds", type=float, default=90, help="scenario 4 seeding time")
+    parser.add_argument(
+        "--scenarios", default="1,2,3,6,4,5", help="which to run, in this order (4 and 5 last)"
+    )
+    parser.add_argument(
+        "--profile",
+        nargs="?",
+        const="1",
+        default="",
+        help="py-spy on the service during the first run of this scenario (1 or 3; default 1)",
+    )
+    args = parser.parse_args()
+    wanted = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    bench = Bench(args)
+    started = time.monotonic()
+    try:
+        bench.start()
+        bench.setup()
+        for name in wanted:
+            getattr(bench, f"scenario_{name}")()
+    finally:
+        bench.service.stop()
+    service_rss = bench.service.rss_mib_max or None
+    elapsed = time.monotonic() - started
+    report = {
+        "run_id": bench.run_id,
+        "command": "make bench " + " ".join(sys.argv[1:]),
+        "machine": {
+            "cores": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "note": "wrk, the service, PostgreSQL and NATS share the same cores",
+        },
+        "settings": {
+            "runs": args.runs,
+            "duration_s": args.duration,
+            "connections": CONNECTIONS,
+            "wrk_threads": WRK_THREADS,
+            "accounts": ACCOUNTS,
+            "schema": bench.schema,
+            "database": "external" if os.environ.get("LEDGER_DATABASE_URL") else "embedded",
+        },
+        "service_rss_mib_max_at_stop": service_rss,
+        "elapsed_s": round(elapsed, 1),
+        "scenarios": bench.results,
+    }
+    out = RESULTS_DIR / f"{bench.run_id}.json"
+    out.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    print()
+    print(table(bench.results))
+    print()
+    if service_rss:
+        print(f"service RSS before stopping (largest): {service_rss:.0f} MiB")
+    print(f"medians of {args.runs} runs of {args.duration:g} s; total {elapsed:.0f} s")
+    print(f"results: {out.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
