@@ -88,6 +88,7 @@ class Authenticator:
         self.admin_key = admin_key
         self.limiter = limiter
         self._cache: OrderedDict[str, tuple[float, KeyGrant | None]] = OrderedDict()
+        self._loading: dict[str, asyncio.Future[KeyGrant | None]] = {}
         self.on_used: Any = None  # called with (tenant_id, key_id) after a successful auth
 
     async def grant_of(self, key_hash: str) -> KeyGrant | None:
@@ -95,7 +96,20 @@ class Authenticator:
         now = time.monotonic()
         if cached is not None and now - cached[0] < AUTH_CACHE_TTL_S:
             return cached[1]
-        grant = await asyncio.to_thread(load_grant, self.ledger, key_hash)
+        loading = self._loading.get(key_hash)
+        if loading is not None:  # one load per key at a time; the others wait for it
+            return await asyncio.shield(loading)
+        future: asyncio.Future[KeyGrant | None] = asyncio.get_running_loop().create_future()
+        self._loading[key_hash] = future
+        try:
+            grant = await asyncio.to_thread(load_grant, self.ledger, key_hash)
+        except BaseException as error:
+            future.set_exception(error)
+            future.exception()  # retrieved: waiters get it, nobody else needs to
+            raise
+        finally:
+            self._loading.pop(key_hash, None)
+        future.set_result(grant)
         self._cache[key_hash] = (now, grant)
         self._cache.move_to_end(key_hash)
         while len(self._cache) > AUTH_CACHE_SIZE_MAX:

@@ -48,7 +48,7 @@ from ledger.errors import (
 from ledger.handlers import Outcome, execute
 from ledger.ids import tenant_aggregate_id
 from ledger.limits import SNAPSHOT_INTERVAL
-from ledger.tenant import Tenant
+from ledger.tenant import ApiKeyIndex, Tenant
 
 log = structlog.get_logger("ledger.writer")
 T = TypeVar("T")
@@ -60,8 +60,10 @@ BATCH_SIZE_MAX = 1_000
 BATCH_WINDOW_S = 0.001
 # Commands waiting for the thread; past this, submit() answers UnavailableError at once.
 QUEUE_DEPTH_MAX = 50_000
-# Aggregates kept in memory (accounts, holds, consumptions, ...), least recently used evicted.
+# Accounts and tenants kept in memory, least recently used evicted (a few KiB each at most).
 CACHE_SIZE_MAX = 100_000
+# Consumption, hold and idempotency records kept in memory: most are never read again.
+RECORDS_CACHE_SIZE_MAX = 20_000
 # Tenant settings (overdraft limit, rates) are re-read at least this often, so a change made
 # through another replica applies within this time.
 TENANT_CACHE_TTL_S = 1.0
@@ -72,33 +74,52 @@ CONFLICT_RETRIES_MAX = 12
 CONFLICT_BACKOFF_MAX_S = 0.05
 
 
-class AggregateCache:
-    """A bounded LRU of aggregates by id, with the monotonic time each was loaded."""
+class LRU:
+    """A bounded least-recently-used map of aggregates by id, with each one's load time."""
 
     def __init__(self, size_max: int) -> None:
         self.size_max = size_max
-        self._items: OrderedDict[UUID, tuple[Any, float]] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._items)
+        self.items: OrderedDict[UUID, tuple[Any, float]] = OrderedDict()
 
     def get(self, aggregate_id: UUID) -> tuple[Any, float] | None:
-        item = self._items.get(aggregate_id)
+        item = self.items.get(aggregate_id)
         if item is not None:
-            self._items.move_to_end(aggregate_id)
+            self.items.move_to_end(aggregate_id)
         return item
 
     def put(self, aggregate: Any, loaded_at: float) -> None:
-        self._items[aggregate.id] = (aggregate, loaded_at)
-        self._items.move_to_end(aggregate.id)
-        while len(self._items) > self.size_max:
-            self._items.popitem(last=False)
+        self.items[aggregate.id] = (aggregate, loaded_at)
+        self.items.move_to_end(aggregate.id)
+        while len(self.items) > self.size_max:
+            self.items.popitem(last=False)
+
+
+class AggregateCache:
+    """Accounts and tenants in one bounded LRU; the one-use records of consumptions, holds and
+    idempotency keys in a smaller one, so a stream of new keys never pushes accounts out."""
+
+    def __init__(self, size_max: int, records_size_max: int = RECORDS_CACHE_SIZE_MAX) -> None:
+        self.size_max = size_max
+        self._main = LRU(size_max)
+        self._records = LRU(records_size_max)
+
+    def __len__(self) -> int:
+        return len(self._main.items) + len(self._records.items)
+
+    def get(self, aggregate_id: UUID) -> tuple[Any, float] | None:
+        return self._main.get(aggregate_id) or self._records.get(aggregate_id)
+
+    def put(self, aggregate: Any, loaded_at: float) -> None:
+        lru = self._main if isinstance(aggregate, Account | Tenant | ApiKeyIndex) else self._records
+        lru.put(aggregate, loaded_at)
 
     def evict(self, aggregate_id: UUID) -> None:
-        self._items.pop(aggregate_id, None)
+        self._main.items.pop(aggregate_id, None)
+        self._records.items.pop(aggregate_id, None)
 
     def clear(self) -> None:
-        self._items.clear()
+        self._main.items.clear()
+        self._records.items.clear()
 
 
 class BatchSession:
@@ -112,7 +133,11 @@ class BatchSession:
         self.loaded_at: dict[UUID, float] = {}
         self.versions_at_load: dict[UUID, int] = {}
         self.absent: set[UUID] = set()  # known, for this batch, to have no events yet
-        self.mark = 0
+        # Pending-event counts of the aggregates a command (a work) has seen, as first seen:
+        # a failure is clean when none of them changed. Only what the command touched is
+        # compared, so a check costs the command's size, not the batch's.
+        self.command_seen: dict[UUID, int] = {}
+        self.work_seen: dict[UUID, int] = {}
 
     def prefetch_absence(self, works: list[Work]) -> None:
         """One query finds which of the batch's idempotency keys and payment refs are new, so
@@ -154,6 +179,7 @@ class BatchSession:
             self.versions_at_load[aggregate_id] = aggregate.version
         if not isinstance(aggregate, cls):
             return None  # an id of another kind: as good as unknown
+        self._seen(aggregate_id, len(aggregate.pending_events))  # type: ignore[attr-defined]
         return aggregate
 
     def tenant(self, tenant_id: str) -> Tenant | None:
@@ -170,12 +196,30 @@ class BatchSession:
             self.touched[aggregate.id] = aggregate
             self.loaded_at[aggregate.id] = time.monotonic()
             self.versions_at_load[aggregate.id] = 0
+            self._seen(aggregate.id, 0)  # a new aggregate is itself a change
+        else:
+            self._seen(aggregate.id, len(aggregate.pending_events))
 
-    def pending_count(self) -> int:
-        return sum(len(aggregate.pending_events) for aggregate in self.touched.values())
+    def _seen(self, aggregate_id: UUID, pending: int) -> None:
+        self.command_seen.setdefault(aggregate_id, pending)
+        self.work_seen.setdefault(aggregate_id, pending)
+
+    def begin_work(self) -> None:
+        self.work_seen = {}
+        self.command_seen = {}
+
+    def begin_command(self) -> None:
+        self.command_seen = {}
 
     def checkpoint(self) -> None:
-        self.mark = self.pending_count()
+        """What the command did so far stands whatever follows (an expiry sweep)."""
+        self.command_seen = {i: len(self.touched[i].pending_events) for i in self.command_seen}
+
+    def changed(self, seen: dict[UUID, int]) -> bool:
+        return any(len(self.touched[i].pending_events) != n for i, n in seen.items())
+
+    def has_pending(self) -> bool:
+        return any(aggregate.pending_events for aggregate in self.touched.values())
 
     def evict_all(self) -> None:
         for aggregate_id in self.touched:
@@ -336,9 +380,10 @@ class Writer:
 
     def _apply(self, work: Work, session: BatchSession, results: dict[int, Any]) -> bool:
         """Runs one work's commands; True when it failed after changing aggregates."""
-        start = session.pending_count()
+        session.begin_work()
         outcomes: list[Outcome] = []
         for index, command in enumerate(work.commands):
+            session.begin_command()
             try:
                 outcomes.append(execute(command, session))
             except LedgerError as error:
@@ -349,9 +394,9 @@ class Writer:
                         index=index,
                         cause=error,
                     )
-                    dirty = session.pending_count() != start
+                    dirty = session.changed(session.work_seen)
                 else:
-                    dirty = session.pending_count() != session.mark
+                    dirty = session.changed(session.command_seen)
                 self._resolve(work, error)
                 return dirty
             except PersistenceError:
@@ -373,7 +418,7 @@ class Writer:
         )
         try:
             recordings = (
-                self.ledger.save(*session.touched.values()) if session.pending_count() else []
+                self.ledger.save(*session.touched.values()) if session.has_pending() else []
             )
         except (IntegrityError, PersistenceError) as error:
             # The commit may have succeeded with its acknowledgement lost (the library retries
