@@ -54,17 +54,7 @@ def to_command(item: Any, tenant_id: str, batch_key: str | None, index: int) -> 
 def result_of(outcome: Outcome | BaseException) -> wire.BatchResult:
     if isinstance(outcome, LedgerError):
         error = problem_of(outcome)
-        return wire.BatchResult(
-            status=error.status,
-            error=wire.BatchError(
-                type=error.type,
-                title=error.title,
-                status=error.status,
-                detail=error.detail,
-                code=error.code,
-                available=error.available,
-            ),
-        )
+        return wire.BatchResult(status=error.status, error=error)
     assert isinstance(outcome, Outcome)
     status = 201 if outcome.created else 200
     if isinstance(outcome.value, HoldView):

@@ -11,6 +11,7 @@ import msgspec
 from litestar import Request
 from msgspec import Meta
 
+from api.problems import Problem
 from ledger.commands import Price, TenantSettings, TenantSettingsPatch
 from ledger.errors import InvalidCommandError
 from ledger.limits import (
@@ -180,20 +181,11 @@ class BatchBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     atomic: bool = False
 
 
-class BatchError(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    type: str
-    title: str
-    status: int
-    detail: str
-    code: str
-    available: int | None = None
-
-
 class BatchResult(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     status: int
     entry: Entry | None = None
     hold: HoldView | None = None
-    error: BatchError | None = None
+    error: Problem | None = None
     replayed: bool = False
 
 
