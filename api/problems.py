@@ -12,13 +12,8 @@ from litestar.openapi.datastructures import ResponseSpec
 
 from ledger.errors import (
     AtomicBatchFailedError,
-    ConflictError,
-    IdempotencyKeyInUseError,
-    IdempotencyKeyReusedError,
     InsufficientCreditsError,
-    InvalidCommandError,
     LedgerError,
-    NotFoundError,
     UnavailableError,
 )
 
@@ -189,18 +184,3 @@ def responses(*codes: str) -> dict[int, ResponseSpec]:
             generate_examples=False,
         )
     return specs
-
-
-__all__ = [
-    "EXCEPTION_HANDLERS",
-    "ApiError",
-    "ConflictError",
-    "IdempotencyKeyInUseError",
-    "IdempotencyKeyReusedError",
-    "InvalidCommandError",
-    "NotFoundError",
-    "Problem",
-    "problem",
-    "problem_of",
-    "responses",
-]

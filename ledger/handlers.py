@@ -222,14 +222,15 @@ def _settings(session: Session, tenant_id: str) -> dict[str, Any]:
     return tenant.settings
 
 
-def _entry(account: Account) -> tuple[Entry, tuple[UUID, int], Any]:
+def _entry(account: Account) -> tuple[Entry, tuple[UUID, int]]:
+    """The entry of the account's last event, and that event's (id, version)."""
     event = account.pending_events[-1]
     assert isinstance(event, Account.Event | Account.Opened)
-    return entry_from_event(event), (account.id, event.originator_version), event
+    return entry_from_event(event), (account.id, event.originator_version)
 
 
 def _entry_outcome(account: Account) -> Outcome:
-    value, ref, _ = _entry(account)
+    value, ref = _entry(account)
     return Outcome(value=value, entry_ref=ref)
 
 
@@ -422,7 +423,7 @@ def place_hold(command: c.PlaceHold, session: Session) -> Outcome:
         metadata=command.metadata,
         overdraft_limit=settings["overdraft_limit"],
     )
-    _, ref, _ = _entry(account)
+    _, ref = _entry(account)
     record = HoldRecord._create(
         HoldRecord.Placed,
         id=aggregate_id(command.tenant_id, "hold", hold_id),

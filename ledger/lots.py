@@ -8,15 +8,12 @@ the account's debt: its `remaining` is <= 0 and it is never drawn from by burn-d
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 OVERDRAFT_LOT_ID = "overdraft"
 
 Lot = dict[str, Any]
 Draw = dict[str, Any]  # {"lot_id": str, "amount": int}
-
-_NEVER = datetime.max.replace(tzinfo=None)
 
 
 def burn_order_key(lot: Lot) -> tuple[int, int, float, int]:

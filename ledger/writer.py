@@ -99,7 +99,6 @@ class AggregateCache:
     idempotency keys in a smaller one, so a stream of new keys never pushes accounts out."""
 
     def __init__(self, size_max: int, records_size_max: int = RECORDS_CACHE_SIZE_MAX) -> None:
-        self.size_max = size_max
         self._main = LRU(size_max)
         self._records = LRU(records_size_max)
 
