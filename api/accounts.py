@@ -1,10 +1,14 @@
 """Accounts and their commands (tenant key): open, read, grant, purchase, consume, refund,
-holds, adjustments. Every command goes through the group-commit writer."""
+holds, adjustments. Every command goes through the group-commit writer, by `run`.
+
+Each route's `data` parameter is there for the OpenAPI document; `run` decodes the body itself,
+strictly (see wire.decode_strictly)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
+import msgspec
 from litestar import Request, Response, get, post, put
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import HeaderParameter, JSONBody, Parameter
@@ -48,14 +52,33 @@ COMMAND_ERRORS = (
 )
 
 
+# Bodies a request may leave out entirely (their every field has a default).
+OPTIONAL_BODIES: frozenset[type[msgspec.Struct]] = frozenset({wire.CaptureBody})
+
+
 def answer(outcome: Outcome) -> Response[Any]:
     headers = {"Idempotent-Replayed": "true"} if outcome.replayed else None
     return Response(outcome.value, status_code=201 if outcome.created else 200, headers=headers)
 
 
-async def run(request: Request[Any, Any, Any], command: c.Command) -> Response[Any]:
-    outcome = await services_of(request).writer.submit(command)
-    return answer(outcome)
+async def run(
+    request: Request[Any, Any, Any],
+    scope: str,
+    command_type: type[c.AccountCommand],
+    body_type: type[msgspec.Struct] | None,
+    **ids: Any,
+) -> Response[Any]:
+    """The one path of every account command: scope, strict body, command, writer, answer.
+
+    Body fields are named as the command's (as in /v1/batch), so the command is built from the
+    body as it is. An empty body is allowed only where the body is optional (capture)."""
+    tenant_id = await tenant_of(request, scope)
+    body = await request.body()
+    fields: dict[str, Any] = {}
+    if body_type is not None and (body or body_type not in OPTIONAL_BODIES):
+        fields = msgspec.structs.asdict(wire.decode_strictly(body, body_type))
+    command = command_type(tenant_id=tenant_id, **ids, **fields)
+    return answer(await services_of(request).writer.submit(command))
 
 
 async def tenant_of(request: Request[Any, Any, Any], scope: str) -> str:
@@ -80,16 +103,14 @@ async def open_account(
     data: JSONBody[wire.AccountPut],
     idempotency_key: IdempotencyHeader,
 ) -> Response[AccountView]:
-    tenant_id = await tenant_of(request, WRITE)
-    data = await wire.strict_body(request, wire.AccountPut)
-    command = c.OpenAccount(
-        tenant_id=tenant_id,
+    return await run(
+        request,
+        WRITE,
+        c.OpenAccount,
+        wire.AccountPut,
         account_id=account_id,
-        metadata=data.metadata,
-        signup_bonus=data.signup_bonus,
         idempotency_key=idempotency_key,
     )
-    return await run(request, command)
 
 
 @get(
@@ -135,19 +156,14 @@ async def grant(
     data: JSONBody[wire.GrantBody],
     idempotency_key: IdempotencyHeader,
 ) -> Response[Entry]:
-    tenant_id = await tenant_of(request, WRITE)
-    data = await wire.strict_body(request, wire.GrantBody)
-    command = c.GrantCredits(
-        tenant_id=tenant_id,
+    return await run(
+        request,
+        WRITE,
+        c.GrantCredits,
+        wire.GrantBody,
         account_id=account_id,
-        amount=data.amount,
-        reason=data.reason,
-        expires_at=data.expires_at,
-        priority=data.priority,
-        metadata=data.metadata,
         idempotency_key=idempotency_key,
     )
-    return await run(request, command)
 
 
 @post(
@@ -162,19 +178,14 @@ async def purchase(
     data: JSONBody[wire.PurchaseBody],
     idempotency_key: IdempotencyHeader,
 ) -> Response[Entry]:
-    tenant_id = await tenant_of(request, WRITE)
-    data = await wire.strict_body(request, wire.PurchaseBody)
-    command = c.PurchaseCredits(
-        tenant_id=tenant_id,
+    return await run(
+        request,
+        WRITE,
+        c.PurchaseCredits,
+        wire.PurchaseBody,
         account_id=account_id,
-        amount=data.amount,
-        price=data.price,
-        payment_ref=data.payment_ref,
-        expires_at=data.expires_at,
-        metadata=data.metadata,
         idempotency_key=idempotency_key,
     )
-    return await run(request, command)
 
 
 @post(
@@ -189,19 +200,14 @@ async def consume(
     data: JSONBody[wire.ConsumeBody],
     idempotency_key: IdempotencyHeader,
 ) -> Response[Entry]:
-    tenant_id = await tenant_of(request, CONSUME)
-    data = await wire.strict_body(request, wire.ConsumeBody)
-    command = c.ConsumeCredits(
-        tenant_id=tenant_id,
+    return await run(
+        request,
+        CONSUME,
+        c.ConsumeCredits,
+        wire.ConsumeBody,
         account_id=account_id,
-        amount=data.amount,
-        operation=data.operation,
-        resource=data.resource,
-        user_id=data.user_id,
-        metadata=data.metadata,
         idempotency_key=idempotency_key,
     )
-    return await run(request, command)
 
 
 @post(
@@ -216,17 +222,14 @@ async def refund(
     data: JSONBody[wire.RefundBody],
     idempotency_key: IdempotencyHeader,
 ) -> Response[Entry]:
-    tenant_id = await tenant_of(request, CONSUME)
-    data = await wire.strict_body(request, wire.RefundBody)
-    command = c.RefundConsumption(
-        tenant_id=tenant_id,
+    return await run(
+        request,
+        CONSUME,
+        c.RefundConsumption,
+        wire.RefundBody,
         account_id=account_id,
-        consumption_id=data.consumption_id,
-        amount=data.amount,
-        reason=data.reason,
         idempotency_key=idempotency_key,
     )
-    return await run(request, command)
 
 
 @post(
@@ -241,18 +244,14 @@ async def place_hold(
     data: JSONBody[wire.HoldBody],
     idempotency_key: IdempotencyHeader,
 ) -> Response[HoldView]:
-    tenant_id = await tenant_of(request, CONSUME)
-    data = await wire.strict_body(request, wire.HoldBody)
-    command = c.PlaceHold(
-        tenant_id=tenant_id,
+    return await run(
+        request,
+        CONSUME,
+        c.PlaceHold,
+        wire.HoldBody,
         account_id=account_id,
-        amount=data.amount,
-        operation=data.operation,
-        expires_in_s=data.expires_in_s,
-        metadata=data.metadata,
         idempotency_key=idempotency_key,
     )
-    return await run(request, command)
 
 
 @post(
@@ -268,16 +267,15 @@ async def capture_hold(
     idempotency_key: IdempotencyHeader,
     data: JSONBody[wire.CaptureBody | None] = None,
 ) -> Response[Entry]:
-    tenant_id = await tenant_of(request, CONSUME)
-    data = await wire.strict_body(request, wire.CaptureBody) if await request.body() else None
-    command = c.CaptureHold(
-        tenant_id=tenant_id,
+    return await run(
+        request,
+        CONSUME,
+        c.CaptureHold,
+        wire.CaptureBody,
         account_id=account_id,
         hold_id=hold_id,
-        amount=data.amount if data else None,
         idempotency_key=idempotency_key,
     )
-    return await run(request, command)
 
 
 @post(
@@ -293,11 +291,15 @@ async def release_hold(
     hold_id: HoldIdParam,
     idempotency_key: IdempotencyHeader,
 ) -> Response[Entry]:
-    tenant_id = await tenant_of(request, CONSUME)
-    command = c.ReleaseHold(
-        tenant_id=tenant_id, account_id=account_id, hold_id=hold_id, idempotency_key=idempotency_key
+    return await run(
+        request,
+        CONSUME,
+        c.ReleaseHold,
+        None,
+        account_id=account_id,
+        hold_id=hold_id,
+        idempotency_key=idempotency_key,
     )
-    return await run(request, command)
 
 
 @post(
@@ -312,16 +314,14 @@ async def adjust(
     data: JSONBody[wire.AdjustBody],
     idempotency_key: IdempotencyHeader,
 ) -> Response[Entry]:
-    tenant_id = await tenant_of(request, WRITE)
-    data = await wire.strict_body(request, wire.AdjustBody)
-    command = c.AdjustBalance(
-        tenant_id=tenant_id,
+    return await run(
+        request,
+        WRITE,
+        c.AdjustBalance,
+        wire.AdjustBody,
         account_id=account_id,
-        amount=data.amount,
-        reason=data.reason,
         idempotency_key=idempotency_key,
     )
-    return await run(request, command)
 
 
 ROUTES = [
