@@ -19,7 +19,7 @@ from uuid import UUID
 
 import asyncpg
 import structlog
-from eventsourcing.persistence import Mapper, StoredEvent
+from eventsourcing.persistence import Mapper
 
 from events.contract import encode, entry_message, low_balance_message
 from events.subjects import entry_subject
@@ -27,7 +27,15 @@ from ledger.account import Account
 from ledger.ids import tenant_aggregate_id
 from ledger.results import Entry, entry_from_event
 from ledger.tenant import Tenant
-from projections.tailing import EVENTS_CHANNEL, close_quickly, wait_any
+from projections.tailing import (
+    EVENTS_CHANNEL,
+    account_events,
+    close_quickly,
+    decode,
+    events_after,
+    events_of,
+    wait_any,
+)
 
 log = structlog.get_logger("events.relay")
 
@@ -48,9 +56,6 @@ STANDBY_RETRY_S = 1.0
 TENANT_CACHE_TTL_S = 1.0
 TRACKING_NAME = "nats_relay"
 ADVISORY_LOCK_KEY = 0x6C656467_72656C61  # "ledg" "rela"
-
-ACCOUNT_TOPIC_PREFIX = "ledger.account:Account."
-TENANT_TOPIC_PREFIX = "ledger.tenant:Tenant."
 
 
 def held_before(event: Any) -> int:
@@ -192,30 +197,18 @@ class Relay:
 
     async def step(self, conn: asyncpg.Connection, js: Any) -> int:
         """Publishes the next window and stores its position; returns how many were sent."""
-        rows = await conn.fetch(
-            f"SELECT notification_id, originator_id, originator_version, topic, state "
-            f"FROM {self._s}.ledger_events WHERE notification_id > $1 "
-            f"AND topic LIKE $2 ORDER BY notification_id LIMIT $3",
-            self.position,
-            ACCOUNT_TOPIC_PREFIX + "%",
-            self.in_flight_max,
+        rows = await events_after(
+            conn, self.schema, self.position, self.in_flight_max, accounts_only=True
         )
         if not rows:
             return 0
         acks = []
-        for position, originator_id, version, topic, state in rows:
-            stored = StoredEvent(
-                originator_id=originator_id,
-                originator_version=version,
-                topic=topic,
-                state=bytes(state),
-            )
-            event = self.mapper.to_domain_event(stored)
-            entry = entry_from_event(event, position)  # type: ignore[arg-type]
-            acks.append(await self._publish(js, event.tenant_id, entry))  # type: ignore[attr-defined]
-            threshold = await self._threshold(conn, event.tenant_id)  # type: ignore[attr-defined]
+        for position, event in account_events(self.mapper, rows):
+            entry = entry_from_event(event, position)
+            acks.append(await self._publish(js, event.tenant_id, entry))
+            threshold = await self._threshold(conn, event.tenant_id)
             if threshold is not None and crossed_below(event, threshold):
-                acks.append(await self._publish_low_balance(js, event.tenant_id, entry, threshold))  # type: ignore[attr-defined]
+                acks.append(await self._publish_low_balance(js, event.tenant_id, entry, threshold))
         await asyncio.wait_for(asyncio.gather(*acks), ACK_TIMEOUT_S)
         last = int(rows[-1][0])
         await self.store_position(conn, last)
@@ -246,22 +239,9 @@ class Relay:
         now = time.monotonic()
         if cached is not None and now - cached[0] < TENANT_CACHE_TTL_S:
             return cached[1]
-        rows = await conn.fetch(
-            f"SELECT originator_id, originator_version, topic, state FROM {self._s}.ledger_events "
-            f"WHERE originator_id = $1 ORDER BY originator_version",
-            tenant_aggregate_id(tenant_id),
-        )
         tenant: Any = None
-        for originator_id, version, topic, state in rows:
-            event: Any = self.mapper.to_domain_event(
-                StoredEvent(
-                    originator_id=originator_id,
-                    originator_version=version,
-                    topic=topic,
-                    state=bytes(state),
-                )
-            )
-            tenant = event.mutate(tenant)
+        for row in await events_of(conn, self.schema, tenant_aggregate_id(tenant_id)):
+            tenant = decode(self.mapper, *row).mutate(tenant)
         threshold = (
             tenant.settings.get("low_balance_threshold") if isinstance(tenant, Tenant) else None
         )

@@ -13,7 +13,8 @@ import msgspec
 from eventsourcing.persistence import Mapper
 
 from ledger.results import Entry
-from projections.entries import ACCOUNT_TOPIC_PREFIX, decode_entries
+from projections.entries import decode_entries
+from projections.tailing import events_after
 
 # Events read per round trip while replaying.
 REPLAY_CHUNK = 2_000
@@ -30,13 +31,7 @@ async def replay(
     """The tenant's entries, in ledger order, decoded from the event store itself."""
     after = 0
     while True:
-        rows = await conn.fetch(
-            f'SELECT notification_id, originator_id, originator_version, topic, state FROM "{schema}".ledger_events '
-            f"WHERE notification_id > $1 AND topic LIKE $2 ORDER BY notification_id LIMIT $3",
-            after,
-            ACCOUNT_TOPIC_PREFIX + "%",
-            REPLAY_CHUNK,
-        )
+        rows = await events_after(conn, schema, after, REPLAY_CHUNK, accounts_only=True)
         if not rows:
             return
         for entry_tenant, entry in decode_entries(mapper, rows):

@@ -13,40 +13,20 @@ from typing import Any
 from uuid import UUID
 
 import msgspec
-from eventsourcing.persistence import Mapper, StoredEvent
+from eventsourcing.persistence import Mapper
 
-from ledger.account import Account
 from ledger.results import Entry, entry_from_event
+from projections.tailing import account_events
 
-ACCOUNT_TOPIC_PREFIX = "ledger.account:Account."
 _encoder = msgspec.json.Encoder()
 
 
-class TenantEntry(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """An entry with its tenant: the line format of histories and replay files."""
-
-    tenant_id: str
-    entry: Entry
-
-
 def decode_entries(mapper: Mapper[UUID], rows: Iterable[Any]) -> list[tuple[str, Entry]]:
-    """(tenant_id, Entry) of every account event among rows of
-    (notification_id, originator_id, originator_version, topic, state)."""
-    entries = []
-    for position, originator_id, version, topic, state in rows:
-        if not topic.startswith(ACCOUNT_TOPIC_PREFIX):
-            continue
-        event = mapper.to_domain_event(
-            StoredEvent(
-                originator_id=originator_id,
-                originator_version=version,
-                topic=topic,
-                state=bytes(state),
-            )
-        )
-        assert isinstance(event, Account.Event | Account.Opened)
-        entries.append((event.tenant_id, entry_from_event(event, position)))
-    return entries
+    """(tenant_id, Entry) of every account event among rows from `tailing.events_after`."""
+    return [
+        (event.tenant_id, entry_from_event(event, position))
+        for position, event in account_events(mapper, rows)
+    ]
 
 
 @dataclass

@@ -23,7 +23,7 @@ from eventsourcing.persistence import Mapper
 
 from projections.entries import Changes, decode_entries
 from projections.schema import create_statements, drop_statements
-from projections.tailing import EVENTS_CHANNEL, close_quickly, wait_any
+from projections.tailing import EVENTS_CHANNEL, close_quickly, events_after, wait_any
 
 log = structlog.get_logger("projections.follower")
 
@@ -110,13 +110,7 @@ class Follower:
 
     async def step(self, conn: asyncpg.Connection) -> int:
         """Applies the next batch of events; returns how many events it read."""
-        rows = await conn.fetch(
-            f"SELECT notification_id, originator_id, originator_version, topic, state "
-            f"FROM {self._s}.ledger_events WHERE notification_id > $1 "
-            f"ORDER BY notification_id LIMIT $2",
-            self.position,
-            self.batch_size_max,
-        )
+        rows = await events_after(conn, self.schema, self.position, self.batch_size_max)
         if not rows:
             return 0
         changes = Changes()

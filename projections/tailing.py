@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
+from typing import Any
+from uuid import UUID
 
 import asyncpg
+from eventsourcing.persistence import Mapper, StoredEvent
 
 # A connection that does not close politely within this is cut.
 CLOSE_TIMEOUT_S = 5.0
@@ -29,3 +33,55 @@ async def wait_any(first: asyncio.Event, second: asyncio.Event | None, timeout_s
     await asyncio.wait(waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
     for waiter in waiters:
         waiter.cancel()
+
+
+# Topics of the Account's events: the only ones that make entries.
+ACCOUNT_TOPIC_PREFIX = "ledger.account:Account."
+
+
+async def events_after(
+    conn: asyncpg.Connection, schema: str, position: int, limit: int, *, accounts_only: bool = False
+) -> list[asyncpg.Record]:
+    """Stored events after a position, in notification_id order:
+    rows of (notification_id, originator_id, originator_version, topic, state)."""
+    topic_filter = f" AND topic LIKE '{ACCOUNT_TOPIC_PREFIX}%'" if accounts_only else ""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        f"SELECT notification_id, originator_id, originator_version, topic, state "
+        f'FROM "{schema}".ledger_events WHERE notification_id > $1{topic_filter} '
+        f"ORDER BY notification_id LIMIT $2",
+        position,
+        limit,
+    )
+    return rows
+
+
+async def events_of(
+    conn: asyncpg.Connection, schema: str, originator_id: UUID
+) -> list[asyncpg.Record]:
+    """One aggregate's stored events in version order: rows of (id, version, topic, state)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        f'SELECT originator_id, originator_version, topic, state FROM "{schema}".ledger_events '
+        f"WHERE originator_id = $1 ORDER BY originator_version",
+        originator_id,
+    )
+    return rows
+
+
+def decode(
+    mapper: Mapper[UUID], originator_id: UUID, version: int, topic: str, state: bytes
+) -> Any:
+    """The domain event of one stored row."""
+    stored = StoredEvent(
+        originator_id=originator_id, originator_version=version, topic=topic, state=bytes(state)
+    )
+    return mapper.to_domain_event(stored)
+
+
+def account_events(mapper: Mapper[UUID], rows: Iterable[Any]) -> list[tuple[int, Any]]:
+    """(position, event) of the Account's events among rows from `events_after`; the others
+    are skipped by topic, before decoding."""
+    return [
+        (position, decode(mapper, originator_id, version, topic, state))
+        for position, originator_id, version, topic, state in rows
+        if topic.startswith(ACCOUNT_TOPIC_PREFIX)
+    ]
