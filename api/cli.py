@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import secrets
 import signal
 import sys
@@ -23,6 +24,7 @@ from api.embedded import start_nats, start_postgres
 from api.logs import configure_logging
 from api.runtime import relay_connector
 from api.settings import Settings, settings_from_env
+from api.supervisor import Supervisor, child_environ
 from events.relay import Relay
 from ledger import commands as c
 from ledger.application import Ledger, new_mapper
@@ -73,17 +75,34 @@ def serve(settings: Settings) -> None:
     print(f"  database:  {url}", flush=True)
     print(f"  nats:      {nats_url}", flush=True)
     print(f"  API docs:  http://{settings.host}:{settings.port}/schema", flush=True)
+    supervisor = None
+    if settings.background == "process":
+        roles = [
+            role
+            for role, on in (("project", settings.run_follower), ("relay", settings.run_relay))
+            if on
+        ]
+        supervisor = Supervisor(
+            roles,
+            child_environ(os.environ, database_url=url, nats_url=nats_url, schema=settings.schema),
+        )
+        supervisor.start()
+        resolved = msgspec.structs.replace(resolved, run_follower=False, run_relay=False)
     # uvicorn re-raises the signal it stopped on; exit through Python so the embedded servers'
     # atexit handlers stop them.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    uvicorn.run(
-        create_app(resolved),
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
-    )
+    try:
+        uvicorn.run(
+            create_app(resolved),
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        )
+    finally:
+        if supervisor is not None:
+            supervisor.stop()  # before the embedded NATS and PostgreSQL stop
 
 
 async def run_demo(settings: Settings) -> None:

@@ -23,11 +23,23 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_level: str = "info"
     rate_limit_per_s: float = 2_000.0  # requests per second per API key, sustained
     rate_limit_burst: int = 4_000  # requests per API key at once
+    # `ledger serve` runs the follower and relay as its child processes (process) or as tasks
+    # on its own event loop (inline). create_app() always runs them inline when asked to.
+    background: str = "process"
     run_follower: bool = True  # project the read models in this process (`ledger project` alone)
     follower_batch_size: int = 2_000  # events per read-model transaction
     run_relay: bool = True  # publish entries to NATS from this process (`ledger relay` alone)
     stream_name: str = "LEDGER"  # the JetStream stream
     bench_endpoints: bool = False  # api/bench.py: the no-op ceiling of `make bench`
+
+
+BACKGROUND_MODES = ("process", "inline")
+
+
+def background(value: str) -> str:
+    if value not in BACKGROUND_MODES:
+        raise ValueError(f"LEDGER_BACKGROUND must be one of {', '.join(BACKGROUND_MODES)}")
+    return value
 
 
 def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
@@ -50,6 +62,7 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
         log_level=get("LOG_LEVEL") or "info",
         rate_limit_per_s=float(get("RATE_LIMIT_PER_S") or 2_000),
         rate_limit_burst=int(get("RATE_LIMIT_BURST") or 4_000),
+        background=background(get("BACKGROUND") or "process"),
         run_follower=(get("RUN_FOLLOWER") or "yes").lower() in ("1", "yes", "true", "on"),
         follower_batch_size=int(get("FOLLOWER_BATCH_SIZE") or 2_000),
         run_relay=(get("RUN_RELAY") or "yes").lower() in ("1", "yes", "true", "on"),

@@ -11,9 +11,10 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 from uuid import UUID
 
-from eventsourcing.application import Application
+from eventsourcing.application import Application, ProcessingEvent
 from eventsourcing.domain import Snapshot
 from eventsourcing.persistence import (
+    Recording,
     DatetimeAsISO,
     DecimalAsStr,
     JSONTranscoder,
@@ -90,6 +91,21 @@ class Ledger(Application[UUID]):
     def construct_env(self, name: str, env: Any = None) -> Environment:
         """Only what was passed in: the library would otherwise read os.environ."""
         return Environment(name, {**dict(env or {}), "IS_SNAPSHOTTING_ENABLED": "y"})
+
+    def save(self, *objs: Any, **kwargs: Any) -> list[Recording[UUID]]:
+        """Stores the pending events of the given aggregates in one transaction.
+
+        The library's save does the same, but asks `isinstance(obj, <runtime Protocol>)` twice
+        per aggregate, which Python 3.11 answers by walking the protocol's attributes: a fifth
+        of the writer's time in a batch of consumes (docs/BENCHMARKS.md). Only aggregates come
+        here, so the checks are not needed; snapshots are the writer's business.
+        """
+        processing_event: ProcessingEvent[UUID] = ProcessingEvent()
+        for aggregate in objs:
+            processing_event.events.extend(aggregate.collect_events())
+            processing_event.aggregates[aggregate.id] = aggregate
+        processing_event.saved_kwargs.update(kwargs)
+        return self._record(processing_event)
 
     @property
     def events_table(self) -> str:

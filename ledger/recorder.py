@@ -46,7 +46,7 @@ class LedgerRecorder(PostgresApplicationRecorder):
             for statement in self.lock_table_statements:
                 cursor.execute(statement, prepare=True)
             cursor.execute(SQL("NOTIFY {0}").format(Identifier(self.channel_name)))
-            cursor.execute(self.insert_unnest_statement, columns)
+            cursor.execute(self.insert_unnest_statement, columns, binary=True)
             rows = cursor.fetchall()
         ids = {
             (row["originator_id"], row["originator_version"]): row["notification_id"]
