@@ -112,10 +112,14 @@ class Supervisor:
                     self._spawn(child)
 
 
+# Loaded here, in the parent: the child runs only an already loaded function between fork and
+# exec (loading a library there, with other threads in the parent, could deadlock).
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+
+
 def _die_with_parent() -> None:
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if _LIBC is not None:
+        _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def child_environ(

@@ -14,16 +14,17 @@ from uuid import UUID
 from eventsourcing.application import Application, ProcessingEvent
 from eventsourcing.domain import Snapshot
 from eventsourcing.persistence import (
-    Recording,
     DatetimeAsISO,
     DecimalAsStr,
     JSONTranscoder,
     Mapper,
+    Recording,
     UUIDAsHex,
 )
 from eventsourcing.utils import Environment
 
 from ledger.errors import InvalidCommandError
+from ledger.records import StoredResult
 
 # psycopg connections the writer's thread and the snapshot/lookup calls may hold at once.
 STORE_POOL_SIZE = 4
@@ -133,19 +134,11 @@ class Ledger(Application[UUID]):
             for row in rows
         }
 
-    def stored_ids(self, aggregate_ids: Iterable[UUID]) -> set[UUID]:
-        """Which of the given aggregates have events: one query for a whole batch's lookups."""
-        wanted = list(aggregate_ids)
-        if not wanted:
-            return set()
+    def stored_results(self, ids: Iterable[UUID]) -> dict[UUID, StoredResult]:
+        """The stored results (idempotency keys, payment refs) among the given ids."""
         recorder: Any = self.recorder
-        sql = (
-            f"SELECT DISTINCT originator_id FROM {self.events_table} "
-            f"WHERE originator_id = ANY(%s::uuid[])"
-        )
-        with recorder.datastore.get_connection() as conn, conn.cursor() as cursor:
-            cursor.execute(sql, (wanted,))
-            return {row["originator_id"] for row in cursor.fetchall()}
+        rows = recorder.select_results(list(ids))
+        return {row.id: StoredResult.from_row(row) for row in rows}
 
     def stored_state(self, originator_id: UUID, version: int) -> bytes | None:
         """The stored state of one event, or None when there is none."""

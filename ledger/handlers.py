@@ -40,6 +40,7 @@ from ledger.ids import (
 from ledger.limits import AMOUNT_MAX, PRIORITY_DEFAULT
 from ledger.records import Consumption, HoldRecord, StoredResult
 from ledger.results import (
+    RESULT_NAMES,
     RESULT_TYPES,
     AccountView,
     ApiKeyView,
@@ -54,6 +55,8 @@ from ledger.tenant import SCOPES, ApiKeyIndex, Tenant, hash_api_key, new_api_key
 
 T = TypeVar("T")
 
+_result_encoder = msgspec.json.Encoder()
+
 
 class Session(Protocol):
     """The writer's unit of work for one batch (see writer.py)."""
@@ -64,6 +67,10 @@ class Session(Protocol):
         """The aggregate, or None. `fresh`: also what other writers committed since caching."""
 
     def add(self, aggregate: Any) -> None: ...
+    def result(self, result_id: UUID) -> StoredResult | None:
+        """The answer stored under an idempotency key or payment_ref, or None."""
+
+    def add_result(self, result: StoredResult) -> None: ...
     def tenant(self, tenant_id: str) -> Tenant | None: ...
     def checkpoint(self) -> None: ...
 
@@ -85,7 +92,7 @@ def execute(command: c.Command, session: Session) -> Outcome:
     if key is None:
         return dispatch(command, session)
     record_id = aggregate_id(command.tenant_id, "idempotency", key)
-    stored = session.get(StoredResult, record_id)
+    stored = session.result(record_id)
     if stored is not None:
         if stored.fingerprint != c.fingerprint(command):
             raise IdempotencyKeyReusedError(
@@ -93,7 +100,7 @@ def execute(command: c.Command, session: Session) -> Outcome:
             )
         return replay(stored)
     outcome = dispatch(command, session)
-    session.add(store_result(command.tenant_id, "idempotency", key, command, outcome))
+    session.add_result(store_result(command.tenant_id, "idempotency", key, command, outcome))
     return outcome
 
 
@@ -103,19 +110,13 @@ def store_result(
     value = outcome.value
     if isinstance(value, ApiKeyView) or getattr(value, "api_key", None) is not None:
         value = _without_secret(value)  # a key's secret is never written down
-    result_type = next(name for name, cls in RESULT_TYPES.items() if isinstance(value, cls))
-    ref = outcome.entry_ref
-    return StoredResult._create(
-        StoredResult.Recorded,
+    return StoredResult(
         id=aggregate_id(tenant_id, kind, key),
-        tenant_id=tenant_id,
-        kind=kind,
-        key=key,
         fingerprint=c.fingerprint(command),
-        result_type=result_type,
-        result=msgspec.to_builtins(value),
+        result_type=RESULT_NAMES[type(value)],
+        result=_result_encoder.encode(value),
         created=outcome.created,
-        entry_ref=[str(ref[0]), ref[1]] if ref else None,
+        entry_ref=outcome.entry_ref,
     )
 
 
@@ -126,14 +127,8 @@ def _without_secret(value: Any) -> Any:
 
 
 def replay(stored: StoredResult) -> Outcome:
-    value = msgspec.convert(stored.result, RESULT_TYPES[stored.result_type])
-    ref = stored.entry_ref
-    return Outcome(
-        value=value,
-        created=stored.created,
-        replayed=True,
-        entry_ref=(UUID(ref[0]), ref[1]) if ref else None,
-    )
+    value = msgspec.json.decode(stored.result, type=RESULT_TYPES[stored.result_type])
+    return Outcome(value=value, created=stored.created, replayed=True, entry_ref=stored.entry_ref)
 
 
 def dispatch(command: c.Command, session: Session) -> Outcome:
@@ -337,9 +332,9 @@ def purchase_amount(command: c.PurchaseCredits, settings: dict[str, Any]) -> int
 def purchase_credits(command: c.PurchaseCredits, session: Session) -> Outcome:
     amount = purchase_amount(command, _settings(session, command.tenant_id))
     payment_id = aggregate_id(command.tenant_id, "payment", command.payment_ref)
-    paid = session.get(StoredResult, payment_id)
+    paid = session.result(payment_id)
     if paid is not None:
-        if paid.result.get("account_id") != command.account_id:
+        if replay(paid).value.account_id != command.account_id:  # type: ignore[attr-defined]
             raise PaymentAlreadyCreditedError(
                 f"payment_ref {command.payment_ref!r} was credited to another account"
             )
@@ -355,7 +350,9 @@ def purchase_credits(command: c.PurchaseCredits, session: Session) -> Outcome:
         metadata=command.metadata,
     )
     outcome = _entry_outcome(account)
-    session.add(store_result(command.tenant_id, "payment", command.payment_ref, command, outcome))
+    session.add_result(
+        store_result(command.tenant_id, "payment", command.payment_ref, command, outcome)
+    )
     return outcome
 
 

@@ -1,4 +1,5 @@
-"""The event store's insert: one INSERT ... SELECT FROM unnest(...) per batch.
+"""The event store's insert: one INSERT ... SELECT FROM unnest(...) per batch, with the batch's
+stored results (answers kept per idempotency key or payment_ref, ADR 0002) in the same statement.
 
 The library's recorder sends a batch as an executemany in psycopg's pipeline mode. Over a Unix
 socket (the embedded PostgreSQL) that pipeline was seen to stall for good, the server waiting
@@ -11,12 +12,32 @@ never passes over a gap that fills later), the NOTIFY, and the ids returned per 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
+from uuid import UUID
 
 from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from eventsourcing.utils import retry
-from psycopg.sql import SQL, Identifier
+from psycopg.sql import SQL, Composed, Identifier
+
+# The stored results' table, beside the events table in the same schema.
+RESULTS_TABLE = "ledger_results"
+_RESULT_COLUMNS = "id, fingerprint, result_type, result, created, entry_id, entry_version"
+_RESULT_ARRAYS = (
+    "%s::uuid[], %s::text[], %s::text[], %s::bytea[], %s::bool[], %s::uuid[], %s::bigint[]"
+)
+
+
+class StoredRow(NamedTuple):
+    """One stored result as the table holds it (ledger.results.StoredResult is the domain's)."""
+
+    id: UUID
+    fingerprint: str
+    result_type: str
+    result: bytes
+    created: bool
+    entry_id: UUID | None
+    entry_version: int | None
 
 
 class LedgerRecorder(PostgresApplicationRecorder):
@@ -24,17 +45,46 @@ class LedgerRecorder(PostgresApplicationRecorder):
         self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"
     ) -> None:
         super().__init__(datastore, events_table_name=events_table_name)
-        self.insert_unnest_statement = SQL(
-            "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state) "
+        schema, events, results = (
+            Identifier(datastore.schema),
+            Identifier(events_table_name),
+            Identifier(RESULTS_TABLE),
+        )
+        self.results_table = SQL("{0}.{1}").format(schema, results)
+        self.sql_create_statements.append(
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {0}.{1} ("
+                "id uuid PRIMARY KEY, fingerprint text NOT NULL, result_type text NOT NULL, "
+                "result bytea NOT NULL, created boolean NOT NULL, entry_id uuid, "
+                "entry_version bigint)"
+            ).format(schema, results)
+        )
+        insert_events = SQL(
+            "INSERT INTO {0}.{1} (originator_id, originator_version, topic, state) "
             "SELECT * FROM unnest(%s::uuid[], %s::bigint[], %s::text[], %s::bytea[]) "
             "RETURNING originator_id, originator_version, notification_id"
-        ).format(schema=Identifier(datastore.schema), table=Identifier(events_table_name))
+        ).format(schema, events)
+        self.insert_unnest_statement = insert_events
+        # One statement, so one round trip, for a batch's events and its results: a result
+        # whose id is taken fails the whole statement (a unique violation, which the writer
+        # treats as a conflict), so no answer is ever stored without its events or twice.
+        self.insert_with_results_statement: Composed = (
+            SQL(
+                "WITH results AS (INSERT INTO {0} (" + _RESULT_COLUMNS + ") "
+                "SELECT * FROM unnest(" + _RESULT_ARRAYS + ")) "
+            ).format(self.results_table)
+            + insert_events
+        )
+        self.insert_results_statement: Composed = SQL(
+            "INSERT INTO {0} (" + _RESULT_COLUMNS + ") SELECT * FROM unnest(" + _RESULT_ARRAYS + ")"
+        ).format(self.results_table)
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
-        if not stored_events:
+        results: Sequence[StoredRow] = kwargs.get("results") or ()
+        if not stored_events and not results:
             return []
         columns = (
             [event.originator_id for event in stored_events],
@@ -42,14 +92,32 @@ class LedgerRecorder(PostgresApplicationRecorder):
             [event.topic for event in stored_events],
             [event.state for event in stored_events],
         )
+        result_columns = tuple(list(column) for column in zip(*results, strict=True))
         with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as cursor:
+            if not stored_events:
+                cursor.execute(self.insert_results_statement, result_columns, binary=True)
+                return []
             for statement in self.lock_table_statements:
                 cursor.execute(statement, prepare=True)
             cursor.execute(SQL("NOTIFY {0}").format(Identifier(self.channel_name)))
-            cursor.execute(self.insert_unnest_statement, columns, binary=True)
+            if results:
+                cursor.execute(
+                    self.insert_with_results_statement, result_columns + columns, binary=True
+                )
+            else:
+                cursor.execute(self.insert_unnest_statement, columns, binary=True)
             rows = cursor.fetchall()
         ids = {
             (row["originator_id"], row["originator_version"]): row["notification_id"]
             for row in rows
         }
         return [ids[(event.originator_id, event.originator_version)] for event in stored_events]
+
+    def select_results(self, ids: Sequence[UUID]) -> list[StoredRow]:
+        """The stored results among the given ids (one query for a whole batch's keys)."""
+        if not ids:
+            return []
+        statement = SQL("SELECT " + _RESULT_COLUMNS + " FROM {0} WHERE id = ANY(%s::uuid[])")
+        with self.datastore.get_connection() as conn, conn.cursor() as cursor:
+            cursor.execute(statement.format(self.results_table), (list(ids),), binary=True)
+            return [StoredRow(**row) for row in cursor.fetchall()]

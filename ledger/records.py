@@ -1,7 +1,7 @@
 """Small aggregates that remember one thing each, with deterministic ids (ids.aggregate_id).
 
-They keep the Account's state bounded: what must be remembered per consumption, hold, payment
-or idempotency key lives here, saved in the same transaction as the account's event. Because
+They keep the Account's state bounded: what must be remembered per refunded consumption or per
+hold lives here, saved in the same transaction as the account's event. Because
 their ids are derived from (tenant, kind, key), two writers creating the same one conflict on
 the event store's unique (originator_id, version) and only one commits.
 """
@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
+import msgspec
 from eventsourcing.domain import Aggregate
 
 from ledger.errors import RefundExceedsRefundableError
+from ledger.recorder import StoredRow
 
 
 class Consumption(Aggregate):
@@ -115,40 +118,45 @@ class HoldRecord(Aggregate):
         self.trigger_event(self.Ended, status=status, captured=captured)
 
 
-class StoredResult(Aggregate):
+class StoredResult(msgspec.Struct, frozen=True, kw_only=True):
     """A command's answer kept for as long as the ledger: per idempotency key or payment_ref.
 
-    `fingerprint` identifies the request; `result` is the answer's body without its position,
-    which `entry_ref` (the account event's id and version) finds again on a replay.
+    Not an event: a row of `ledger_results`, written in the same statement as the batch's
+    events (ledger/recorder.py), so it commits with them or not at all, and its primary key
+    makes a key or payment_ref usable once across every writer (ADR 0002). `fingerprint`
+    identifies the request; `result` is the answer's JSON without its position, which
+    `entry_ref` (the account event's id and version) finds again on a replay.
     """
 
-    class Recorded(Aggregate.Created):
-        tenant_id: str
-        kind: str  # "idempotency" or "payment"
-        key: str
-        fingerprint: str
-        result_type: str
-        result: dict[str, Any]
-        created: bool
-        entry_ref: list[Any] | None  # [account aggregate id (str), version]
+    id: UUID
+    fingerprint: str
+    result_type: str
+    result: bytes
+    created: bool
+    entry_ref: tuple[UUID, int] | None
 
-    def __init__(
-        self,
-        tenant_id: str,
-        kind: str,
-        key: str,
-        fingerprint: str,
-        result_type: str,
-        result: dict[str, Any],
-        created: bool,
-        entry_ref: list[Any] | None,
-        **_: Any,
-    ) -> None:
-        self.tenant_id = tenant_id
-        self.kind = kind
-        self.key = key
-        self.fingerprint = fingerprint
-        self.result_type = result_type
-        self.result = result
-        self.created = created
-        self.entry_ref = entry_ref
+    def to_row(self) -> StoredRow:
+        ref = self.entry_ref
+        return StoredRow(
+            self.id,
+            self.fingerprint,
+            self.result_type,
+            self.result,
+            self.created,
+            ref[0] if ref else None,
+            ref[1] if ref else None,
+        )
+
+    @classmethod
+    def from_row(cls, row: StoredRow) -> StoredResult:
+        ref = None
+        if row.entry_id is not None and row.entry_version is not None:
+            ref = (row.entry_id, row.entry_version)
+        return cls(
+            id=row.id,
+            fingerprint=row.fingerprint,
+            result_type=row.result_type,
+            result=bytes(row.result),
+            created=row.created,
+            entry_ref=ref,
+        )

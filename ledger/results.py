@@ -114,6 +114,7 @@ RESULT_TYPES: dict[str, type[msgspec.Struct]] = {
     "tenant": TenantView,
     "api_key": ApiKeyView,
 }
+RESULT_NAMES: dict[type[msgspec.Struct], str] = {cls: name for name, cls in RESULT_TYPES.items()}
 
 _ENTRY_FIELDS = (
     "operation",

@@ -48,6 +48,8 @@ from ledger.errors import (
 from ledger.handlers import Outcome, execute
 from ledger.ids import tenant_aggregate_id
 from ledger.limits import SNAPSHOT_INTERVAL
+from ledger.recorder import StoredRow
+from ledger.records import StoredResult
 from ledger.tenant import ApiKeyIndex, Tenant
 
 log = structlog.get_logger("ledger.writer")
@@ -131,15 +133,19 @@ class BatchSession:
         self.touched: dict[UUID, Any] = {}
         self.loaded_at: dict[UUID, float] = {}
         self.versions_at_load: dict[UUID, int] = {}
-        self.absent: set[UUID] = set()  # known, for this batch, to have no events yet
+        # Stored results: those this batch made (saved with its events), and those it found.
+        self.results: dict[UUID, StoredResult] = {}
+        self.found_results: dict[UUID, StoredResult] = {}
+        self.absent_results: set[UUID] = set()
+        self.work_results: list[UUID] = []
         # Pending-event counts of the aggregates a command (a work) has seen, as first seen:
         # a failure is clean when none of them changed. Only what the command touched is
         # compared, so a check costs the command's size, not the batch's.
         self.command_seen: dict[UUID, int] = {}
         self.work_seen: dict[UUID, int] = {}
 
-    def prefetch_absence(self, works: list[Work]) -> None:
-        """One query finds which of the batch's idempotency keys and payment refs are new, so
+    def prefetch_results(self, works: list[Work]) -> None:
+        """One query finds the batch's idempotency keys and payment refs that have answers, so
         each new one costs no lookup of its own (the usual case: every request a new key)."""
         candidates = set()
         for work in works:
@@ -152,15 +158,35 @@ class BatchSession:
                     candidates.add(
                         ids.aggregate_id(command.tenant_id, "payment", command.payment_ref)
                     )
-        unknown = {i for i in candidates if i not in self.touched and self.cache.get(i) is None}
+        unknown = {i for i in candidates if self.cache.get(i) is None}
         if unknown:
-            self.absent = unknown - self.ledger.stored_ids(unknown)
+            self.found_results = self.ledger.stored_results(unknown)
+            self.absent_results = unknown - self.found_results.keys()
+
+    def result(self, result_id: UUID) -> StoredResult | None:
+        stored = self.results.get(result_id) or self.found_results.get(result_id)
+        if stored is None and result_id not in self.absent_results:
+            cached = self.cache.get(result_id)
+            if cached is not None:
+                stored = cached[0]
+            else:
+                stored = self.ledger.stored_results([result_id]).get(result_id)
+                if stored is None:
+                    self.absent_results.add(result_id)
+        return stored if isinstance(stored, StoredResult) else None
+
+    def add_result(self, result: StoredResult) -> None:
+        self.results[result.id] = result
+        self.work_results.append(result.id)
+
+    def drop_work_results(self) -> None:
+        """Forgets the results of the work that just failed: they are not saved."""
+        for result_id in self.work_results:
+            self.results.pop(result_id, None)
 
     def get(self, cls: type[T], aggregate_id: UUID, *, fresh: bool = False) -> T | None:
         aggregate = self.touched.get(aggregate_id)
         if aggregate is None:
-            if aggregate_id in self.absent:
-                return None
             cached = self.cache.get(aggregate_id)
             if cached is not None:
                 aggregate, loaded_at = cached
@@ -190,7 +216,6 @@ class BatchSession:
         return self.get(Tenant, tenant_uuid)
 
     def add(self, aggregate: Any) -> None:
-        self.absent.discard(aggregate.id)
         if aggregate.id not in self.touched:
             self.touched[aggregate.id] = aggregate
             self.loaded_at[aggregate.id] = time.monotonic()
@@ -206,6 +231,7 @@ class BatchSession:
     def begin_work(self) -> None:
         self.work_seen = {}
         self.command_seen = {}
+        self.work_results = []
 
     def begin_command(self) -> None:
         self.command_seen = {}
@@ -218,11 +244,17 @@ class BatchSession:
         return any(len(self.touched[i].pending_events) != n for i, n in seen.items())
 
     def has_pending(self) -> bool:
-        return any(aggregate.pending_events for aggregate in self.touched.values())
+        return bool(self.results) or any(
+            aggregate.pending_events for aggregate in self.touched.values()
+        )
 
     def evict_all(self) -> None:
         for aggregate_id in self.touched:
             self.cache.evict(aggregate_id)
+
+
+def results_rows(session: BatchSession) -> list[StoredRow]:
+    return [result.to_row() for result in session.results.values()]
 
 
 @dataclass(eq=False)
@@ -361,7 +393,7 @@ class Writer:
             session = BatchSession(self.ledger, self.cache, self.clock())
             results: dict[int, Any] = {}
             try:
-                session.prefetch_absence(works)
+                session.prefetch_results(works)
                 rerun = any(self._apply(work, session, results) for work in works)
             except PersistenceError as error:
                 session.evict_all()
@@ -396,12 +428,14 @@ class Writer:
                     dirty = session.changed(session.work_seen)
                 else:
                     dirty = session.changed(session.command_seen)
+                session.drop_work_results()
                 self._resolve(work, error)
                 return dirty
             except PersistenceError:
                 raise
             except Exception as error:
                 log.exception("command_crashed", command=type(command).__name__)
+                session.drop_work_results()
                 self._resolve(work, error)
                 return True
         results[id(work)] = outcomes if work.atomic else outcomes[0]
@@ -417,12 +451,14 @@ class Writer:
         )
         try:
             recordings = (
-                self.ledger.save(*session.touched.values()) if session.has_pending() else []
+                self.ledger.save(*session.touched.values(), results=results_rows(session))
+                if session.has_pending()
+                else []
             )
         except (IntegrityError, PersistenceError) as error:
             # The commit may have succeeded with its acknowledgement lost (the library retries
             # the insert, which then meets its own rows): look before treating it as failed.
-            outcome = self._committed(probe)
+            outcome = self._committed(probe, next(iter(session.results.values()), None))
             if outcome is True:
                 log.warning("writer_commit_ack_lost", commands=len(pending), error=str(error)[:200])
                 recordings = []
@@ -442,22 +478,29 @@ class Writer:
                 return
         self._after_commit(pending, session, results, recordings)
 
-    def _committed(self, probe: Any) -> bool | None:
-        """Whether the batch's first event is stored exactly as this batch made it: True
-        (committed), False (not), None (the store cannot tell now)."""
-        if probe is None:
-            return False
+    def _committed(self, probe: Any, result: StoredResult | None) -> bool | None:
+        """Whether the batch's first event (or, with none, its first result) is stored exactly
+        as this batch made it: True (committed), False (not), None (the store cannot tell)."""
         try:
-            stored = self.ledger.stored_state(probe.originator_id, probe.originator_version)
+            if probe is not None:
+                state = self.ledger.stored_state(probe.originator_id, probe.originator_version)
+                return (
+                    state is not None and state == self.ledger.mapper.to_stored_event(probe).state
+                )
+            if result is not None:
+                return self.ledger.stored_results([result.id]).get(result.id) == result
         except PersistenceError:
             return None
-        return stored is not None and stored == self.ledger.mapper.to_stored_event(probe).state
+        return False
 
     def _after_commit(
         self, works: list[Work], session: BatchSession, results: dict[int, Any], recordings: Any
     ) -> None:
         for aggregate_id, aggregate in session.touched.items():
             self.cache.put(aggregate, session.loaded_at[aggregate_id])
+        now = time.monotonic()
+        for result in session.results.values():
+            self.cache.put(result, now)
         positions: dict[tuple[UUID, int], int] = {
             (cast(UUID, r.notification.originator_id), r.notification.originator_version): (
                 r.notification.id

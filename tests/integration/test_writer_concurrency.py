@@ -235,6 +235,33 @@ async def test_an_atomic_batch_applies_all_or_nothing(
     assert [o.value.balance for o in outcomes] == [20, 30]  # type: ignore[attr-defined]
 
 
+async def test_a_failed_atomic_batch_stores_no_answer_even_for_a_command_without_events(
+    writer: Writer, ledger: Ledger
+) -> None:
+    await open_funded(writer, T, {"a": 50})
+    reopen = c.OpenAccount(tenant_id=T, account_id="a", idempotency_key="reopen-1")
+    with pytest.raises(AtomicBatchFailedError):
+        await writer.submit_atomic(
+            [reopen, c.ConsumeCredits(tenant_id=T, account_id="a", amount=60, operation="op")]
+        )
+    # The key was not used up: the same key with another body is a first use, not a reuse.
+    other = c.OpenAccount(
+        tenant_id=T, account_id="a", metadata={"x": 1}, idempotency_key="reopen-1"
+    )
+    first = await writer.submit(other)
+    assert not first.replayed
+    # A batch that only stores an answer (an existing account, no event) commits it.
+    fresh = Writer(ledger)
+    fresh.start()
+    try:
+        again = await fresh.submit(other)
+        assert again.replayed
+        with pytest.raises(IdempotencyKeyReusedError):
+            await fresh.submit(reopen)
+    finally:
+        await fresh.stop()
+
+
 async def test_stopping_the_writer_answers_every_accepted_command(ledger: Ledger) -> None:
     writer = Writer(ledger)
     writer.start()

@@ -10,6 +10,7 @@ from uuid import UUID
 from ledger import commands as c
 from ledger.handlers import Outcome, execute
 from ledger.ids import tenant_aggregate_id
+from ledger.records import StoredResult
 from ledger.tenant import Tenant
 
 T = TypeVar("T")
@@ -18,10 +19,14 @@ START = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 
 
 class InMemorySession:
-    def __init__(self, store: dict[UUID, Any], now: datetime) -> None:
+    def __init__(
+        self, store: dict[UUID, Any], stored_results: dict[UUID, StoredResult], now: datetime
+    ) -> None:
         self.store = store
+        self.stored_results = stored_results
         self.now = now
         self.touched: dict[UUID, Any] = {}
+        self.results: dict[UUID, StoredResult] = {}
 
     def get(self, cls: type[T], aggregate_id: UUID, *, fresh: bool = False) -> T | None:
         if aggregate_id not in self.touched:
@@ -33,6 +38,12 @@ class InMemorySession:
 
     def add(self, aggregate: Any) -> None:
         self.touched.setdefault(aggregate.id, aggregate)
+
+    def result(self, result_id: UUID) -> StoredResult | None:
+        return self.results.get(result_id) or self.stored_results.get(result_id)
+
+    def add_result(self, result: StoredResult) -> None:
+        self.results[result.id] = result
 
     def tenant(self, tenant_id: str) -> Tenant | None:
         return self.get(Tenant, tenant_aggregate_id(tenant_id))
@@ -46,16 +57,18 @@ class InMemoryLedger:
 
     def __init__(self, now: datetime = START) -> None:
         self.store: dict[UUID, Any] = {}
+        self.results: dict[UUID, StoredResult] = {}
         self.events: list[Any] = []
         self.now = now
 
     def run(self, command: c.Command) -> Outcome:
         c.check(command, self.now)
-        session = InMemorySession(self.store, self.now)
+        session = InMemorySession(self.store, self.results, self.now)
         outcome = execute(command, session)
         for aggregate in session.touched.values():
             self.events.extend(aggregate.collect_events())
             self.store[aggregate.id] = aggregate
+        self.results.update(session.results)
         return outcome
 
     def get(self, aggregate_id: UUID) -> Any:

@@ -7,7 +7,6 @@ import pytest
 
 from ledger import commands as c
 from ledger.errors import IdempotencyKeyReusedError, InsufficientCreditsError, InvalidCommandError
-from ledger.records import StoredResult
 from tests.unit.fakes import InMemoryLedger
 
 T = "acme"
@@ -63,7 +62,7 @@ def test_a_command_rejected_by_validation_does_not_use_up_its_key() -> None:
     ledger = ready()
     with pytest.raises(InvalidCommandError):
         ledger.run(consume(0))
-    assert not [a for a in ledger.store.values() if isinstance(a, StoredResult)]
+    assert not ledger.results
     assert not ledger.run(consume(5)).replayed
 
 
