@@ -103,6 +103,9 @@ class Account(Aggregate):
         user_id: str | None
         metadata: dict[str, Any]
         draws: list[Draw]
+        # Source, expiry and priority of each lot drawn from, so a refund can give credits
+        # back to them (ADR 0002). None in events recorded before issue 6.
+        drawn_lots: dict[str, dict[str, Any]] | None = None
         entry_type: ClassVar[str] = "consume"
 
         def apply_to(self, account: Account) -> None:
@@ -174,6 +177,7 @@ class Account(Aggregate):
         consumption_id: str
         operation: str
         draws: list[Draw]
+        drawn_lots: dict[str, dict[str, Any]] | None = None  # as in CreditsConsumed
         entry_type: ClassVar[str] = "capture"
 
         def after_release(self, account: Account) -> None:
@@ -271,6 +275,19 @@ class Account(Aggregate):
             "priority": priority,
             "seq": self.lot_seq,
         }
+
+    def drawn_lots(self, draws: list[Draw]) -> dict[str, dict[str, Any]]:
+        """Source, expiry and priority of the lots the draws take from, as they are now."""
+        info = {}
+        for draw in draws:
+            lot = self.lots.get(draw["lot_id"])
+            if lot is not None:
+                info[draw["lot_id"]] = {
+                    "source": lot["source"],
+                    "expires_at": lot["expires_at"],
+                    "priority": lot["priority"],
+                }
+        return info
 
     def repay_debt(self, amount: int) -> None:
         if amount:
@@ -391,6 +408,7 @@ class Account(Aggregate):
             user_id=user_id,
             metadata=metadata,
             draws=draws,
+            drawn_lots=self.drawn_lots(draws),
         )
         return draws
 
@@ -514,6 +532,7 @@ class Account(Aggregate):
             consumption_id=consumption_id,
             operation=hold["operation"],
             draws=draws,
+            drawn_lots=self.drawn_lots(draws),
         )
         return draws
 

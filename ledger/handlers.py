@@ -34,6 +34,8 @@ from ledger.ids import (
     account_aggregate_id,
     aggregate_id,
     api_key_aggregate_id,
+    consumption_event_version,
+    new_consumption_id,
     new_id,
     tenant_aggregate_id,
 )
@@ -71,6 +73,9 @@ class Session(Protocol):
         """The answer stored under an idempotency key or payment_ref, or None."""
 
     def add_result(self, result: StoredResult) -> None: ...
+    def account_event(self, account_uuid: UUID, version: int) -> Any:
+        """The account's stored event of that version, or None."""
+
     def tenant(self, tenant_id: str) -> Tenant | None: ...
     def checkpoint(self) -> None: ...
 
@@ -244,39 +249,35 @@ def _swept_account(command: c.AccountCommand, session: Session) -> Account:
     return account
 
 
-def _lot_info(account: Account) -> dict[str, dict[str, Any]]:
-    return {
-        lot_id: {
-            "source": lot["source"],
-            "expires_at": lot["expires_at"],
-            "priority": lot["priority"],
-        }
-        for lot_id, lot in account.lots.items()
-    }
-
-
-def _record_consumption(
-    session: Session,
-    account: Account,
-    consumption_id: str,
-    amount: int,
-    operation: str,
-    draws: list[dict[str, Any]],
-    lot_info: dict[str, dict[str, Any]],
-) -> None:
-    overdraft = {"source": "overdraft", "expires_at": None, "priority": 0}
-    session.add(
-        Consumption._create(
-            Consumption.Recorded,
-            id=aggregate_id(account.tenant_id, "consumption", consumption_id),
-            tenant_id=account.tenant_id,
-            account_id=account.account_id,
-            consumption_id=consumption_id,
-            amount=amount,
-            operation=operation,
-            draws=[{**draw, **lot_info.get(draw["lot_id"], overdraft)} for draw in draws],
-        )
-    )
+def _consumption_record(
+    command: c.RefundConsumption, session: Session, account: Account
+) -> Consumption:
+    """The consumption's record: made from its account event on the first refund."""
+    record_id = aggregate_id(command.tenant_id, "consumption", command.consumption_id)
+    record = session.get(Consumption, record_id)
+    if record is None:
+        version = consumption_event_version(command.consumption_id)
+        event = None if version is None else session.account_event(account.id, version)
+        if (
+            isinstance(event, Account.CreditsConsumed | Account.HoldCaptured)
+            and event.consumption_id == command.consumption_id
+        ):
+            overdraft = {"source": "overdraft", "expires_at": None, "priority": 0}
+            lots = event.drawn_lots or {}
+            record = Consumption._create(
+                Consumption.Recorded,
+                id=record_id,
+                tenant_id=account.tenant_id,
+                account_id=account.account_id,
+                consumption_id=event.consumption_id,
+                amount=-event.amount,
+                operation=event.operation,
+                draws=[{**draw, **lots.get(draw["lot_id"], overdraft)} for draw in event.draws],
+            )
+            session.add(record)
+    if record is None or record.account_id != command.account_id:
+        raise ConsumptionNotFoundError(f"consumption {command.consumption_id} not found")
+    return record
 
 
 def open_account(command: c.OpenAccount, session: Session) -> Outcome:
@@ -359,10 +360,8 @@ def purchase_credits(command: c.PurchaseCredits, session: Session) -> Outcome:
 def consume_credits(command: c.ConsumeCredits, session: Session) -> Outcome:
     settings = _settings(session, command.tenant_id)
     account = _swept_account(command, session)
-    lot_info = _lot_info(account)
-    consumption_id = new_id()
-    draws = account.consume(
-        consumption_id=consumption_id,
+    account.consume(
+        consumption_id=new_consumption_id(account.version + 1),
         amount=command.amount,
         operation=command.operation,
         resource=command.resource,
@@ -370,20 +369,12 @@ def consume_credits(command: c.ConsumeCredits, session: Session) -> Outcome:
         metadata=command.metadata,
         overdraft_limit=settings["overdraft_limit"],
     )
-    outcome = _entry_outcome(account)
-    _record_consumption(
-        session, account, consumption_id, command.amount, command.operation, draws, lot_info
-    )
-    return outcome
+    return _entry_outcome(account)
 
 
 def refund_consumption(command: c.RefundConsumption, session: Session) -> Outcome:
     account = _swept_account(command, session)
-    record = session.get(
-        Consumption, aggregate_id(command.tenant_id, "consumption", command.consumption_id)
-    )
-    if record is None or record.account_id != command.account_id:
-        raise ConsumptionNotFoundError(f"consumption {command.consumption_id} not found")
+    record = _consumption_record(command, session, account)
     amount = record.refundable if command.amount is None else command.amount
     if amount == 0:
         raise RefundExceedsRefundableError(
@@ -450,15 +441,14 @@ def capture_hold(command: c.CaptureHold, session: Session) -> Outcome:
     amount = record.amount if command.amount is None else command.amount
     if amount > record.amount:
         raise HoldNotActiveError(f"capture of {amount} exceeds the {record.amount} held")
-    lot_info = _lot_info(account)
-    consumption_id = new_id()
-    draws = account.capture_hold(
-        hold_id=command.hold_id, amount=amount, consumption_id=consumption_id
+    account.capture_hold(
+        hold_id=command.hold_id,
+        amount=amount,
+        consumption_id=new_consumption_id(account.version + 1),
     )
     outcome = _entry_outcome(account)
     record.end("captured", amount)
     session.add(record)
-    _record_consumption(session, account, consumption_id, amount, record.operation, draws, lot_info)
     account.expire_due(session.now)  # credits the hold kept from expiring lots now expire
     return outcome
 

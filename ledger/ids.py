@@ -17,6 +17,10 @@ NAMESPACE = uuid.UUID("6f1f2c0e-9a57-4c8e-9a43-4f1b6c2d7e10")
 TENANT_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
 
 
+# Digits of an event version in a consumption id (a bigint has at most 19).
+VERSION_DIGITS_MAX = 19
+
+
 def aggregate_id(tenant_id: str, kind: str, key: str) -> uuid.UUID:
     return uuid.uuid5(NAMESPACE, f"{tenant_id}\x1f{kind}\x1f{key}")
 
@@ -40,6 +44,20 @@ def entry_id(account_uuid: uuid.UUID, version: int) -> str:
 
 def new_id() -> str:
     return str(uuid.uuid4())
+
+
+def new_consumption_id(event_version: int) -> str:
+    """A consumption's id, `<uuid4>.<version>`, names the account event that records it, so a
+    refund finds that event by its key and no record per consumption is written (ADR 0002)."""
+    return f"{uuid.uuid4()}.{event_version}"
+
+
+def consumption_event_version(consumption_id: str) -> int | None:
+    """The account event version in a consumption id; None for any other string."""
+    _, dot, version = consumption_id.rpartition(".")
+    if not dot or not version.isdigit() or len(version) > VERSION_DIGITS_MAX:
+        return None
+    return int(version)
 
 
 def is_printable_without_space(value: str) -> bool:

@@ -179,6 +179,13 @@ class BatchSession:
         self.results[result.id] = result
         self.work_results.append(result.id)
 
+    def account_event(self, account_uuid: UUID, version: int) -> Any:
+        """One stored event of an account (a refund's consumption), read by its key."""
+        if version < 1:
+            return None
+        events = list(self.ledger.events.get(account_uuid, gt=version - 1, lte=version))
+        return events[0] if events else None
+
     def drop_work_results(self) -> None:
         """Forgets the results of the work that just failed: they are not saved."""
         for result_id in self.work_results:

@@ -20,9 +20,14 @@ START = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 
 class InMemorySession:
     def __init__(
-        self, store: dict[UUID, Any], stored_results: dict[UUID, StoredResult], now: datetime
+        self,
+        store: dict[UUID, Any],
+        stored_results: dict[UUID, StoredResult],
+        events: list[Any],
+        now: datetime,
     ) -> None:
         self.store = store
+        self.events = events
         self.stored_results = stored_results
         self.now = now
         self.touched: dict[UUID, Any] = {}
@@ -45,6 +50,16 @@ class InMemorySession:
     def add_result(self, result: StoredResult) -> None:
         self.results[result.id] = result
 
+    def account_event(self, account_uuid: UUID, version: int) -> Any:
+        return next(
+            (
+                e
+                for e in self.events
+                if e.originator_id == account_uuid and e.originator_version == version
+            ),
+            None,
+        )
+
     def tenant(self, tenant_id: str) -> Tenant | None:
         return self.get(Tenant, tenant_aggregate_id(tenant_id))
 
@@ -63,7 +78,7 @@ class InMemoryLedger:
 
     def run(self, command: c.Command) -> Outcome:
         c.check(command, self.now)
-        session = InMemorySession(self.store, self.results, self.now)
+        session = InMemorySession(self.store, self.results, self.events, self.now)
         outcome = execute(command, session)
         for aggregate in session.touched.values():
             self.events.extend(aggregate.collect_events())

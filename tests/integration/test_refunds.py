@@ -1,0 +1,96 @@
+"""Refunds on real PostgreSQL: a consumption's record is made from its event at the first
+refund, so it must behave as if it had always been there, on any writer."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from ledger import commands as c
+from ledger.application import Ledger
+from ledger.errors import ConsumptionNotFoundError, RefundExceedsRefundableError
+from ledger.writer import Writer
+from tests.integration.helpers import balance, open_funded
+
+T = "refunds"
+
+
+def refund(consumption_id: str, amount: int | None, account_id: str = "a") -> c.RefundConsumption:
+    return c.RefundConsumption(
+        tenant_id=T,
+        account_id=account_id,
+        consumption_id=consumption_id,
+        amount=amount,
+        reason="failed task",
+    )
+
+
+async def consume(writer: Writer, amount: int, account_id: str = "a") -> str:
+    outcome = await writer.submit(
+        c.ConsumeCredits(tenant_id=T, account_id=account_id, amount=amount, operation="op")
+    )
+    return outcome.value.consumption_id  # type: ignore[attr-defined]
+
+
+async def test_a_consumption_is_refundable_in_parts_up_to_its_amount_from_a_cold_writer(
+    writer: Writer, ledger: Ledger
+) -> None:
+    await open_funded(writer, T, {"a": 100})
+    consumption_id = await consume(writer, 30)
+    cold = Writer(ledger)
+    cold.start()
+    try:
+        await cold.submit(refund(consumption_id, 10))
+        await cold.submit(refund(consumption_id, 15))
+        with pytest.raises(RefundExceedsRefundableError):
+            await cold.submit(refund(consumption_id, 6))
+        await cold.submit(refund(consumption_id, None))  # the 5 left
+        with pytest.raises(RefundExceedsRefundableError):
+            await cold.submit(refund(consumption_id, None))
+        assert await balance(cold, T, "a") == 100
+    finally:
+        await cold.stop()
+    with pytest.raises(RefundExceedsRefundableError):
+        await writer.submit(refund(consumption_id, 1))  # the first writer's cache is stale
+
+
+async def test_a_consumption_id_refunds_only_on_its_own_account_and_forged_ids_are_not_found(
+    writer: Writer,
+) -> None:
+    await open_funded(writer, T, {"a": 100, "b": 100})
+    consumption_id = await consume(writer, 30)
+    uuid_part, _, version = consumption_id.rpartition(".")
+    forged = [
+        f"{uuid_part}.{int(version) - 1}",  # the grant before it
+        f"{uuid_part}.{int(version) + 5}",  # no such event
+        f"{uuid_part[:-1]}0.{version}",  # the right event, another id
+        "not-a-consumption",
+        f"{uuid_part}.{'9' * 40}",
+    ]
+    for consumption in forged:
+        with pytest.raises(ConsumptionNotFoundError):
+            await writer.submit(refund(consumption, 1))
+    with pytest.raises(ConsumptionNotFoundError):
+        await writer.submit(refund(consumption_id, 1, account_id="b"))
+    assert await balance(writer, T, "a") == 70
+
+
+async def test_first_refunds_of_one_consumption_on_two_writers_at_once_never_exceed_it(
+    writer: Writer, ledger: Ledger
+) -> None:
+    await open_funded(writer, T, {"a": 1_000})
+    consumption_id = await consume(writer, 100)
+    other = Writer(ledger)
+    other.start()
+    try:
+        results = await asyncio.gather(
+            *(w.submit(refund(consumption_id, 30)) for w in (writer, other) for _ in range(3)),
+            return_exceptions=True,
+        )
+    finally:
+        await other.stop()
+    refunded = [r for r in results if not isinstance(r, BaseException)]
+    refused = [r for r in results if isinstance(r, RefundExceedsRefundableError)]
+    assert len(refunded) == 3 and len(refused) == 3, results
+    assert await balance(writer, T, "a") == 990
