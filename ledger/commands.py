@@ -235,6 +235,8 @@ def check_text(value: str | None, name: str, *, required: bool = True) -> None:
 
 
 def check_metadata(metadata: dict[str, Any]) -> None:
+    if not metadata:
+        return  # the usual case, and free
     if len(metadata) > METADATA_KEYS_MAX:
         raise _invalid(f"metadata may have at most {METADATA_KEYS_MAX} keys")
     try:

@@ -23,8 +23,9 @@ from psycopg.sql import SQL, Composed, Identifier
 # The stored results' table, beside the events table in the same schema.
 RESULTS_TABLE = "ledger_results"
 _RESULT_COLUMNS = "id, fingerprint, result_type, result, created, entry_id, entry_version"
+# %b: binary parameters. psycopg's text dumper escapes every array element with a regex.
 _RESULT_ARRAYS = (
-    "%s::uuid[], %s::text[], %s::text[], %s::bytea[], %s::bool[], %s::uuid[], %s::bigint[]"
+    "%b::uuid[], %b::text[], %b::text[], %b::bytea[], %b::bool[], %b::uuid[], %b::bigint[]"
 )
 
 
@@ -61,7 +62,7 @@ class LedgerRecorder(PostgresApplicationRecorder):
         )
         insert_events = SQL(
             "INSERT INTO {0}.{1} (originator_id, originator_version, topic, state) "
-            "SELECT * FROM unnest(%s::uuid[], %s::bigint[], %s::text[], %s::bytea[]) "
+            "SELECT * FROM unnest(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[]) "
             "RETURNING originator_id, originator_version, notification_id"
         ).format(schema, events)
         self.insert_unnest_statement = insert_events
