@@ -19,6 +19,7 @@ import msgspec
 import structlog
 
 from api.app import create_app
+from api.collector import tune_collector
 from api.database import ensure_schema
 from api.embedded import start_nats, start_postgres
 from api.logs import configure_logging
@@ -88,12 +89,14 @@ def serve(settings: Settings) -> None:
         )
         supervisor.start()
         resolved = msgspec.structs.replace(resolved, run_follower=False, run_relay=False)
+    app = create_app(resolved)
+    tune_collector()
     # uvicorn re-raises the signal it stopped on; exit through Python so the embedded servers'
     # atexit handlers stop them.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         uvicorn.run(
-            create_app(resolved),
+            app,
             host=settings.host,
             port=settings.port,
             log_config=None,
@@ -179,6 +182,7 @@ async def run_project(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    tune_collector()
     await follower.run(stop)
 
 
@@ -196,6 +200,7 @@ async def run_relay(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    tune_collector()
     await relay.run(stop)
 
 
