@@ -30,7 +30,11 @@ def configure_logging(log_format: str = "auto", level: str = "info") -> None:
             structlog.processors.format_exc_info,
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],
-        wrapper_class=structlog.stdlib.BoundLogger,
+        # Calls below the level return at once, before any processor: a debug line per
+        # request costs nothing unless it is printed.
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]
+        ),
         logger_factory=structlog.stdlib.LoggerFactory(),
         cache_logger_on_first_use=True,
     )

@@ -158,22 +158,20 @@ class BatchSession:
                     candidates.add(
                         ids.aggregate_id(command.tenant_id, "payment", command.payment_ref)
                     )
-        unknown = {i for i in candidates if self.cache.get(i) is None}
-        if unknown:
-            self.found_results = self.ledger.stored_results(unknown)
-            self.absent_results = unknown - self.found_results.keys()
+        if candidates:
+            self.found_results = self.ledger.stored_results(candidates)
+            self.absent_results = candidates - self.found_results.keys()
 
     def result(self, result_id: UUID) -> StoredResult | None:
         stored = self.results.get(result_id) or self.found_results.get(result_id)
         if stored is None and result_id not in self.absent_results:
-            cached = self.cache.get(result_id)
-            if cached is not None:
-                stored = cached[0]
+            # Answers are not cached: a retry is rare, and one query finds it.
+            stored = self.ledger.stored_results([result_id]).get(result_id)
+            if stored is None:
+                self.absent_results.add(result_id)
             else:
-                stored = self.ledger.stored_results([result_id]).get(result_id)
-                if stored is None:
-                    self.absent_results.add(result_id)
-        return stored if isinstance(stored, StoredResult) else None
+                self.found_results[result_id] = stored
+        return stored
 
     def add_result(self, result: StoredResult) -> None:
         self.results[result.id] = result
@@ -505,9 +503,6 @@ class Writer:
     ) -> None:
         for aggregate_id, aggregate in session.touched.items():
             self.cache.put(aggregate, session.loaded_at[aggregate_id])
-        now = time.monotonic()
-        for result in session.results.values():
-            self.cache.put(result, now)
         positions: dict[tuple[UUID, int], int] = {
             (cast(UUID, r.notification.originator_id), r.notification.originator_version): (
                 r.notification.id
@@ -517,8 +512,7 @@ class Writer:
         self._fill_positions(works, results, positions)
         self.batches_committed += 1
         self.commands_committed += sum(len(work.commands) for work in works)
-        for work in works:
-            self._resolve(work, results[id(work)])
+        self._resolve_all(works, results)
         try:
             self._take_snapshots(session)
         except Exception:
@@ -580,6 +574,20 @@ class Writer:
     def _resolve(self, work: Work, result: Any) -> None:
         work.done = True
         work.loop.call_soon_threadsafe(_set_future, work.future, result)
+
+    def _resolve_all(self, works: list[Work], results: dict[int, Any]) -> None:
+        """Answers a committed batch with one wake-up per event loop, not one per command."""
+        answers: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
+        for work in works:
+            work.done = True
+            answers.setdefault(work.loop, []).append((work.future, results[id(work)]))
+        for loop, pairs in answers.items():
+            loop.call_soon_threadsafe(_set_futures, pairs)
+
+
+def _set_futures(pairs: list[tuple[asyncio.Future[Any], Any]]) -> None:
+    for future, result in pairs:
+        _set_future(future, result)
 
 
 def _set_future(future: asyncio.Future[Any], result: Any) -> None:

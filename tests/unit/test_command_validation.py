@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 import pytest
 
 from ledger import commands as c
 from ledger.errors import InvalidCommandError
+from ledger.ids import entry_id
 from ledger.limits import AMOUNT_MAX, HOLD_EXPIRES_IN_S_MAX, METADATA_BYTES_MAX
 from tests.unit.fakes import START
 
@@ -96,3 +98,9 @@ def test_tenant_settings_are_checked() -> None:
             tenant_id="acme", name="A", settings=c.TenantSettings(purchase_rates={"USD": "0"})
         )
     )
+
+
+def test_an_entry_id_is_the_uuid5_of_its_account_and_version() -> None:
+    for version in (1, 9, 10, 255, 4096, 10**12):
+        account = uuid.uuid4()
+        assert entry_id(account, version) == str(uuid.uuid5(account, str(version)))
