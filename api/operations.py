@@ -35,7 +35,8 @@ async def ready(request: Request[Any, Any, Any]) -> Response[wire.Health]:
     services = services_of(request)
     checks: dict[str, str] = {}
     try:
-        await asyncio.wait_for(asyncio.to_thread(ping_store, services), READY_CHECK_TIMEOUT_S)
+        async with asyncio.timeout(READY_CHECK_TIMEOUT_S):
+            await asyncio.to_thread(ping_store, services)
         checks["store"] = "ok"
     except Exception as error:  # noqa: BLE001 - any failure means not ready
         checks["store"] = f"failed: {type(error).__name__}"

@@ -111,7 +111,8 @@ class LiveEntries:
         while True:
             quiet_s = HEARTBEAT_S if self.subscription is not None else POLL_WITHOUT_NATS_S
             try:
-                position, payload = await asyncio.wait_for(self.queue.get(), quiet_s)
+                async with asyncio.timeout(quiet_s):
+                    position, payload = await self.queue.get()
             except TimeoutError:
                 yield None
                 await self._subscribe()  # NATS may be back (or reachable for the first time)

@@ -149,7 +149,8 @@ class Relay:
                 ):
                     break
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), STANDBY_RETRY_S)
+                    async with asyncio.timeout(STANDBY_RETRY_S):
+                        await stop.wait()
             else:
                 return
             self.active = True
@@ -209,7 +210,10 @@ class Relay:
             threshold = await self._threshold(conn, event.tenant_id)
             if threshold is not None and crossed_below(event, threshold):
                 acks.append(await self._publish_low_balance(js, event.tenant_id, entry, threshold))
-        await asyncio.wait_for(asyncio.gather(*acks), ACK_TIMEOUT_S)
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that
+        # arrives as the acks complete, and a cancelled relay then never stops.
+        async with asyncio.timeout(ACK_TIMEOUT_S):
+            await asyncio.gather(*acks)
         last = int(rows[-1][0])
         await self.store_position(conn, last)
         self.position = last

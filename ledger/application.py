@@ -134,6 +134,20 @@ class Ledger(Application[UUID]):
             for row in rows
         }
 
+    def stored_ids(self, aggregate_ids: Iterable[UUID]) -> set[UUID]:
+        """Which of the given aggregates have events: one query for a whole batch's lookups."""
+        wanted = list(aggregate_ids)
+        if not wanted:
+            return set()
+        recorder: Any = self.recorder
+        sql = (
+            f"SELECT DISTINCT originator_id FROM {self.events_table} "
+            f"WHERE originator_id = ANY(%b::uuid[])"
+        )
+        with recorder.datastore.get_connection() as conn, conn.cursor() as cursor:
+            cursor.execute(sql, (wanted,), binary=True)
+            return {row["originator_id"] for row in cursor.fetchall()}
+
     def stored_results(self, ids: Iterable[UUID]) -> dict[UUID, StoredResult]:
         """The stored results (idempotency keys, payment refs) among the given ids."""
         recorder: Any = self.recorder

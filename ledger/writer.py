@@ -136,6 +136,7 @@ class BatchSession:
         # Stored results: those this batch made (saved with its events), and those it found.
         self.results: dict[UUID, StoredResult] = {}
         self.found_results: dict[UUID, StoredResult] = {}
+        self.absent: set[UUID] = set()  # aggregates known, for this batch, to have no events
         self.absent_results: set[UUID] = set()
         self.work_results: list[UUID] = []
         # Pending-event counts of the aggregates a command (a work) has seen, as first seen:
@@ -144,12 +145,18 @@ class BatchSession:
         self.command_seen: dict[UUID, int] = {}
         self.work_seen: dict[UUID, int] = {}
 
-    def prefetch_results(self, works: list[Work]) -> None:
-        """One query finds the batch's idempotency keys and payment refs that have answers, so
-        each new one costs no lookup of its own (the usual case: every request a new key)."""
+    def prefetch(self, works: list[Work]) -> None:
+        """One query finds the batch's idempotency keys and payment refs that have answers, and
+        one which accounts to be opened exist, so each new one costs no lookup of its own (the
+        usual case: every request a new key, every account opened a new one)."""
         candidates = set()
+        opening = set()
         for work in works:
             for command in work.commands:
+                if isinstance(command, c.OpenAccount):
+                    account_uuid = ids.account_aggregate_id(command.tenant_id, command.account_id)
+                    if self.cache.get(account_uuid) is None:
+                        opening.add(account_uuid)
                 if command.idempotency_key is not None:
                     candidates.add(
                         ids.aggregate_id(command.tenant_id, "idempotency", command.idempotency_key)
@@ -161,6 +168,8 @@ class BatchSession:
         if candidates:
             self.found_results = self.ledger.stored_results(candidates)
             self.absent_results = candidates - self.found_results.keys()
+        if opening:
+            self.absent = opening - self.ledger.stored_ids(opening)
 
     def result(self, result_id: UUID) -> StoredResult | None:
         stored = self.results.get(result_id) or self.found_results.get(result_id)
@@ -192,6 +201,8 @@ class BatchSession:
     def get(self, cls: type[T], aggregate_id: UUID, *, fresh: bool = False) -> T | None:
         aggregate = self.touched.get(aggregate_id)
         if aggregate is None:
+            if aggregate_id in self.absent:
+                return None
             cached = self.cache.get(aggregate_id)
             if cached is not None:
                 aggregate, loaded_at = cached
@@ -221,6 +232,7 @@ class BatchSession:
         return self.get(Tenant, tenant_uuid)
 
     def add(self, aggregate: Any) -> None:
+        self.absent.discard(aggregate.id)
         if aggregate.id not in self.touched:
             self.touched[aggregate.id] = aggregate
             self.loaded_at[aggregate.id] = time.monotonic()
@@ -398,7 +410,7 @@ class Writer:
             session = BatchSession(self.ledger, self.cache, self.clock())
             results: dict[int, Any] = {}
             try:
-                session.prefetch_results(works)
+                session.prefetch(works)
                 rerun = any(self._apply(work, session, results) for work in works)
             except PersistenceError as error:
                 session.evict_all()

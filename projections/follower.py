@@ -89,7 +89,8 @@ class Follower:
                     break
                 log.info("follower_standby")
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), STANDBY_RETRY_S)
+                    async with asyncio.timeout(STANDBY_RETRY_S):
+                        await stop.wait()
             else:
                 return
             self.active = True

@@ -19,7 +19,8 @@ EVENTS_CHANNEL = "ledger_events"
 async def close_quickly(conn: asyncpg.Connection) -> None:
     """Closes a connection (ending its session and advisory lock) even mid-query or cancelled."""
     try:
-        await asyncio.wait_for(asyncio.shield(conn.close()), CLOSE_TIMEOUT_S)
+        async with asyncio.timeout(CLOSE_TIMEOUT_S):
+            await asyncio.shield(conn.close())
     except (TimeoutError, asyncio.CancelledError, asyncpg.PostgresError, OSError):
         conn.terminate()
         raise
