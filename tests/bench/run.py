@@ -47,8 +47,14 @@ WRK_THREADS = 2  # one per core: the generator competes with the service on this
 BATCH_SIZE = 1_000  # scenario 3: consumes per POST /v1/batch
 BATCH_CONNECTIONS = 4
 FUNDS = 10**12  # signup bonus of every account: never runs out during a run
-PACED_CONNECTIONS = 20  # scenario 6: 20 connections, each waits 8 ms after an answer: about
-PACED_DELAY_MS = 8  # 1,000 commands/s when an answer takes 12 ms (the rate achieved is reported)
+PACED_CONNECTIONS = 20  # scenario 6: 20 connections, each waiting after every answer for a
+PACED_TARGET_PER_S = 1_000  # delay calibrated so that together they send about 1,000/s
+PACED_CALIBRATION_S = 4  # (a short run measures the answer time; the rate achieved is reported)
+PACED_DELAY_MAX_MS = 100
+SEED_EVENTS = 1_000_000  # scenario 4: events on the long-history account
+MEMORY_ACCOUNTS = 1_000_000  # scenario 7: distinct accounts touched before RSS is read
+MEMORY_STEP_S = 30  # scenario 7: seconds per wrk run between RSS readings
+MEMORY_CONNECTIONS = 64
 SETTLE_CPU_SHARE = 0.15  # before a run, wait until the service uses less than this of a core
 SETTLE_TIMEOUT_S = 60
 READY_TIMEOUT_S = 120
@@ -236,11 +242,13 @@ def summarize(runs: list[dict[str, Any]], per_request: int = 1) -> dict[str, Any
 # --------------------------------------------------------------------------------- setup
 
 
-def create_tenant(service: Service, admin_key: str) -> str:
+def create_tenant(
+    service: Service, admin_key: str, tenant_id: str = "bench", signup_bonus: int = FUNDS
+) -> str:
     body = {
-        "tenant_id": "bench",
-        "name": "Bench",
-        "settings": {"signup_bonus": FUNDS},
+        "tenant_id": tenant_id,
+        "name": tenant_id.title(),
+        "settings": {"signup_bonus": signup_bonus},
     }
     answer = httpx.post(
         f"{service.url}/v1/tenants",
@@ -549,9 +557,10 @@ class Bench:
         drained_s = time.monotonic() - started
         assert self.service.process is not None
         await asyncio.to_thread(settle, self.service.process.pid)
+        delay_ms = await asyncio.to_thread(self.paced_delay_ms)
         env = self.wrk_env(
             BENCH_ACCOUNTS=str(ACCOUNTS),
-            BENCH_DELAY_MS=str(PACED_DELAY_MS),
+            BENCH_DELAY_MS=str(delay_ms),
             BENCH_OPERATION="PACED",
         )
         run = await asyncio.to_thread(
@@ -586,13 +595,75 @@ class Bench:
             "http_p50_ms": run["p50_ms"],
             "http_p99_ms": run["p99_ms"],
             "relay_backlog_before": {"entries": backlog, "drained_in_s": round(drained_s, 1)},
+            "pacing": {
+                "connections": PACED_CONNECTIONS,
+                "delay_ms": delay_ms,
+                "target_per_s": PACED_TARGET_PER_S,
+            },
             "measured": "receive time in a nats-py JetStream subscriber minus the entry's "
             "recorded_at (stamped by the writer before the commit)",
         }
 
+    def paced_delay_ms(self) -> int:
+        """The delay after each answer that makes PACED_CONNECTIONS send PACED_TARGET_PER_S:
+        a short run measures the answer time t at a first guess d, as rate = C / (d + t)."""
+        guess = 1000 * PACED_CONNECTIONS / PACED_TARGET_PER_S / 2
+        env = self.wrk_env(
+            BENCH_ACCOUNTS=str(ACCOUNTS), BENCH_DELAY_MS=str(round(guess)), BENCH_OPERATION="CAL"
+        )
+        run = run_wrk(
+            self.wrk,
+            self.service.url,
+            "consume.lua",
+            env,
+            connections=PACED_CONNECTIONS,
+            duration_s=PACED_CALIBRATION_S,
+            threads=1,
+        )
+        answer_ms = max(0.0, 1000 * PACED_CONNECTIONS / run["rps"] - round(guess))
+        delay = 1000 * PACED_CONNECTIONS / PACED_TARGET_PER_S - answer_ms
+        log(
+            f"scenario 6: answers take {answer_ms:.1f} ms at {run['rps']:,.0f}/s: delay {delay:.0f} ms"
+        )
+        return int(min(PACED_DELAY_MAX_MS, max(0, round(delay))))
+
+    def scenario_7(self) -> None:
+        """Resident memory of the service after MEMORY_ACCOUNTS distinct accounts were touched
+        (opened: each one passes through the writer's cache), read between wrk runs."""
+        assert self.service.process is not None
+        key = create_tenant(self.service, self.admin_key, "memory", signup_bonus=0)
+        deadline = time.monotonic() + self.args.memory_seconds
+        touched, readings = 0, []
+        while touched < MEMORY_ACCOUNTS and time.monotonic() < deadline:
+            env = self.wrk_env(BENCH_ACCOUNT_PREFIX="mem-")
+            env["BENCH_KEY"] = key
+            run = run_wrk(
+                self.wrk,
+                self.service.url,
+                "open.lua",
+                env,
+                connections=MEMORY_CONNECTIONS,
+                duration_s=MEMORY_STEP_S,
+            )
+            if run["non_2xx"] or run["errors"]:
+                raise RuntimeError(f"scenario 7: {run['non_2xx']} non-2xx, {run['errors']} errors")
+            touched += run["requests"]
+            rss = rss_mib(self.service.process.pid)
+            readings.append({"accounts_touched": touched, "rss_mib": rss})
+            log(f"scenario 7: {touched:,} accounts touched, service RSS {rss:.0f} MiB")
+        self.results["7_memory"] = {
+            "accounts_touched": touched,
+            "rss_mib_max": max(r["rss_mib"] or 0 for r in readings),
+            "rss_mib_last": readings[-1]["rss_mib"],
+            "readings": readings,
+            "unit": "resident MiB of the serve process (its follower and relay children apart)",
+        }
+
     def seed_history(self) -> int:
-        """Consumes on history-0 through /v1/batch for a bounded time; returns its version."""
+        """Consumes on history-0 through /v1/batch until it has --seed-events events (or for
+        --seed-seconds at most); returns its version."""
         deadline = time.monotonic() + self.args.seed_seconds
+        target = self.args.seed_events
         version = 0
 
         async def client(index: int) -> int:
@@ -603,7 +674,7 @@ class Bench:
             ] * BATCH_SIZE
             async with httpx.AsyncClient(timeout=120) as http:
                 n = 0
-                while time.monotonic() < deadline:
+                while time.monotonic() < deadline and last < target:
                     n += 1
                     headers["Idempotency-Key"] = f"seed-{self.run_id}-{index}-{n}"
                     answer = await http.post(
@@ -794,6 +865,19 @@ def table(results: dict[str, Any]) -> str:
                 "≥50,000 ev/s",
             )
         )
+    if "7_memory" in results:
+        r = results["7_memory"]
+        rows.append(
+            (
+                "7_memory",
+                f"{r['rss_mib_max']:,.0f} MiB",
+                "-",
+                "-",
+                f"{r['accounts_touched']:,} acc",
+                "-",
+                "<512 MiB at 1M",
+            )
+        )
     if "6_commit_to_nats_latency" in results:
         r = results["6_commit_to_nats_latency"]
         rows.append(
@@ -817,9 +901,19 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="runs per scenario (median)")
     parser.add_argument("--duration", type=float, default=8, help="seconds per wrk run")
-    parser.add_argument("--seed-seconds", type=float, default=90, help="scenario 4 seeding time")
     parser.add_argument(
-        "--scenarios", default="1,2,3,6,4,5", help="which to run, in this order (4 and 5 last)"
+        "--seed-events", type=int, default=SEED_EVENTS, help="scenario 4: events to seed"
+    )
+    parser.add_argument(
+        "--seed-seconds", type=float, default=400, help="scenario 4: most seconds of seeding"
+    )
+    parser.add_argument(
+        "--memory-seconds", type=float, default=420, help="scenario 7: most seconds of opening"
+    )
+    parser.add_argument(
+        "--scenarios",
+        default="1,2,3,6,7,4,5",
+        help="which to run, in this order (4 and 5 last)",
     )
     parser.add_argument(
         "--profile",
