@@ -18,6 +18,7 @@ from ledger.errors import InvalidCommandError
 from ledger.limits import ACCOUNT_ID_LENGTH_MAX, IDEMPOTENCY_KEY_LENGTH_MAX
 
 NAMESPACE = uuid.UUID("6f1f2c0e-9a57-4c8e-9a43-4f1b6c2d7e10")
+_WHITESPACE = re.compile(r"\s")  # what str.isspace() calls space, Unicode included
 TENANT_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
 
 
@@ -85,7 +86,7 @@ def consumption_event_version(consumption_id: str) -> int | None:
 
 
 def is_printable_without_space(value: str) -> bool:
-    return value.isprintable() and not any(ch.isspace() for ch in value)
+    return value.isprintable() and _WHITESPACE.search(value) is None
 
 
 def check_tenant_id(tenant_id: str) -> str:
