@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import secrets
 import sys
 import time
 
@@ -21,7 +22,7 @@ from ledger import commands as c
 from ledger.application import Ledger
 from ledger.writer import Writer
 
-TENANT = "writer-alone"
+TENANT = f"writer-{secrets.token_hex(4)}"  # a tenant of its own per run
 ACCOUNTS = 10_000
 BATCH = 1_000
 SUBMITTERS = 64
