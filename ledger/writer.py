@@ -338,16 +338,28 @@ class Writer:
         return result
 
     async def submit_each(self, commands: Sequence[c.Command]) -> list[Outcome | LedgerError]:
-        """Applies each command on its own; a failure is returned in its place."""
-        results = await asyncio.gather(
-            *(self.submit(command) for command in commands), return_exceptions=True
-        )
+        """Applies each command on its own; a failure is returned in its place. Each command
+        is a work with its own future, enqueued here in order: no task per command."""
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[Any]] = []
+        for command in commands:
+            try:
+                futures.append(self._enqueue([command], atomic=False))
+            except LedgerError as error:
+                refused: asyncio.Future[Any] = loop.create_future()
+                refused.set_exception(error)
+                futures.append(refused)
+        results = await asyncio.gather(*futures, return_exceptions=True)
         for result in results:
             if not isinstance(result, Outcome | LedgerError):
                 raise result
         return list(results)  # type: ignore[arg-type]
 
     async def _submit(self, commands: Sequence[c.Command], *, atomic: bool) -> Any:
+        return await self._enqueue(commands, atomic=atomic)
+
+    def _enqueue(self, commands: Sequence[c.Command], *, atomic: bool) -> asyncio.Future[Any]:
+        """Checks the commands and hands them to the thread as one work; its future answers."""
         if self._thread is None:
             raise UnavailableError("the writer is not running")
         now = self.clock()
@@ -365,7 +377,7 @@ class Writer:
         loop = asyncio.get_running_loop()
         work = Work(commands=commands, atomic=atomic, loop=loop, future=loop.create_future())
         self._queue.put(work)
-        return await work.future
+        return work.future
 
     # ------------------------------------------------------------- thread side
 

@@ -13,6 +13,7 @@ from ledger.errors import (
     AtomicBatchFailedError,
     IdempotencyKeyReusedError,
     InsufficientCreditsError,
+    InvalidCommandError,
 )
 from ledger.writer import Writer
 from tests.integration.helpers import balance, open_funded, stored_event_count
@@ -260,6 +261,20 @@ async def test_a_failed_atomic_batch_stores_no_answer_even_for_a_command_without
             await fresh.submit(reopen)
     finally:
         await fresh.stop()
+
+
+async def test_each_command_of_a_non_atomic_batch_gets_its_own_answer_in_its_place(
+    writer: Writer,
+) -> None:
+    await open_funded(writer, T, {"a": 10})
+
+    def consume(amount: int) -> c.ConsumeCredits:
+        return c.ConsumeCredits(tenant_id=T, account_id="a", amount=amount, operation="op")
+
+    results = await writer.submit_each([consume(3), consume(0), consume(50), consume(4)])
+    assert isinstance(results[1], InvalidCommandError)  # refused before the writer
+    assert isinstance(results[2], InsufficientCreditsError)  # refused by the rules
+    assert [r.value.balance for r in (results[0], results[3])] == [7, 3]  # type: ignore[union-attr]
 
 
 async def test_stopping_the_writer_answers_every_accepted_command(ledger: Ledger) -> None:
