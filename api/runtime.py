@@ -91,6 +91,7 @@ class Runtime:
         metrics = Metrics()
         metrics.gauge("ledger_writer_batches_committed", lambda: writer.batches_committed)
         metrics.gauge("ledger_writer_commands_committed", lambda: writer.commands_committed)
+        metrics.gauge("ledger_writer_batches_rerun", lambda: writer.batches_rerun)
         metrics.gauge("ledger_writer_cache_aggregates", lambda: len(writer.cache))
         mapper = new_mapper()
         services = Services(settings, ledger, writer, auth, key_usage, metrics, mapper)

@@ -104,9 +104,14 @@ class Account(Aggregate):
         metadata: dict[str, Any]
         draws: list[Draw]
         # Source, expiry and priority of each lot drawn from, so a refund can give credits
-        # back to them (ADR 0002). None in events recorded before issue 6.
-        drawn_lots: dict[str, dict[str, Any]] | None = None
+        # back to them (ADR 0002). Version 1 (before issue 6) had none.
+        drawn_lots: dict[str, dict[str, Any]] | None
         entry_type: ClassVar[str] = "consume"
+        class_version: ClassVar[int] = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["drawn_lots"] = None
 
         def apply_to(self, account: Account) -> None:
             account.take_draws(self.draws)
@@ -177,8 +182,13 @@ class Account(Aggregate):
         consumption_id: str
         operation: str
         draws: list[Draw]
-        drawn_lots: dict[str, dict[str, Any]] | None = None  # as in CreditsConsumed
+        drawn_lots: dict[str, dict[str, Any]] | None  # as in CreditsConsumed
         entry_type: ClassVar[str] = "capture"
+        class_version: ClassVar[int] = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["drawn_lots"] = None
 
         def after_release(self, account: Account) -> None:
             account.take_draws(self.draws)
@@ -396,7 +406,7 @@ class Account(Aggregate):
         user_id: str | None,
         metadata: dict[str, Any],
         overdraft_limit: int,
-    ) -> list[Draw]:
+    ) -> None:
         self._check_can_take(amount, overdraft_limit)
         draws = plan_draws(self.lots, amount)
         self.trigger_event(
@@ -410,7 +420,6 @@ class Account(Aggregate):
             draws=draws,
             drawn_lots=self.drawn_lots(draws),
         )
-        return draws
 
     def refund(
         self,
@@ -508,7 +517,7 @@ class Account(Aggregate):
             raise HoldNotActiveError(f"hold {hold_id} is not active")
         return hold
 
-    def capture_hold(self, *, hold_id: str, amount: int, consumption_id: str) -> list[Draw]:
+    def capture_hold(self, *, hold_id: str, amount: int, consumption_id: str) -> None:
         hold = self.active_hold(hold_id)
         if amount > hold["amount"]:
             raise HoldNotActiveError(f"capture of {amount} exceeds the {hold['amount']} held")
@@ -534,7 +543,6 @@ class Account(Aggregate):
             draws=draws,
             drawn_lots=self.drawn_lots(draws),
         )
-        return draws
 
     def release_hold(self, *, hold_id: str) -> None:
         hold = self.active_hold(hold_id)

@@ -273,8 +273,7 @@ def _consumption_record(
                 amount=-event.amount,
                 operation=event.operation,
                 draws=[{**draw, **lots.get(draw["lot_id"], overdraft)} for draw in event.draws],
-            )
-            session.add(record)
+            )  # added to the session only once the refund is decided (refund_consumption)
     if record is None or record.account_id != command.account_id:
         raise ConsumptionNotFoundError(f"consumption {command.consumption_id} not found")
     return record

@@ -80,7 +80,11 @@ def new_consumption_id(event_version: int) -> str:
 def consumption_event_version(consumption_id: str) -> int | None:
     """The account event version in a consumption id; None for any other string."""
     _, dot, version = consumption_id.rpartition(".")
-    if not dot or not version.isdigit() or len(version) > VERSION_DIGITS_MAX:
+    if (
+        not dot
+        or not (version.isascii() and version.isdigit())
+        or len(version) > VERSION_DIGITS_MAX
+    ):
         return None
     return int(version)
 

@@ -18,10 +18,12 @@ from uuid import UUID
 from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from eventsourcing.utils import retry
-from psycopg.sql import SQL, Composed, Identifier
+from psycopg.sql import SQL, Composed, Identifier, Literal
 
 # The stored results' table, beside the events table in the same schema.
 RESULTS_TABLE = "ledger_results"
+# The topic under which versions before issue 6 stored answers as events.
+LEGACY_RESULT_TOPIC = "ledger.records:StoredResult.Recorded"
 _RESULT_COLUMNS = "id, fingerprint, result_type, result, created, entry_id, entry_version"
 # %b: binary parameters. psycopg's text dumper escapes every array element with a regex.
 _RESULT_ARRAYS = (
@@ -52,13 +54,29 @@ class LedgerRecorder(PostgresApplicationRecorder):
             Identifier(RESULTS_TABLE),
         )
         self.results_table = SQL("{0}.{1}").format(schema, results)
+        # Created once, and then filled with the answers that earlier versions kept as
+        # StoredResult events (ADR 0002), so no key or payment_ref is forgotten by an upgrade.
         self.sql_create_statements.append(
             SQL(
-                "CREATE TABLE IF NOT EXISTS {0}.{1} ("
+                "DO $create_results$ BEGIN IF to_regclass({qualified}) IS NULL THEN "
+                "CREATE TABLE {0}.{1} ("
                 "id uuid PRIMARY KEY, fingerprint text NOT NULL, result_type text NOT NULL, "
                 "result bytea NOT NULL, created boolean NOT NULL, entry_id uuid, "
-                "entry_version bigint)"
-            ).format(schema, results)
+                "entry_version bigint); "
+                "INSERT INTO {0}.{1} (" + _RESULT_COLUMNS + ") "
+                "SELECT e.originator_id, s->>'fingerprint', s->>'result_type', "
+                "convert_to((s->'result')::text, 'UTF8'), (s->>'created')::boolean, "
+                "(s->'entry_ref'->>0)::uuid, (s->'entry_ref'->>1)::bigint "
+                "FROM {0}.{2} e, LATERAL (SELECT convert_from(e.state, 'UTF8')::jsonb AS s) j "
+                "WHERE e.topic = {legacy_topic}; "
+                "END IF; END $create_results$"
+            ).format(
+                schema,
+                results,
+                events,
+                qualified=Literal(f'"{datastore.schema}"."{RESULTS_TABLE}"'),
+                legacy_topic=Literal(LEGACY_RESULT_TOPIC),
+            )
         )
         insert_events = SQL(
             "INSERT INTO {0}.{1} (originator_id, originator_version, topic, state) "

@@ -64,7 +64,7 @@ BATCH_WINDOW_S = 0.001
 QUEUE_DEPTH_MAX = 50_000
 # Accounts and tenants kept in memory, least recently used evicted (a few KiB each at most).
 CACHE_SIZE_MAX = 100_000
-# Consumption, hold and idempotency records kept in memory: most are never read again.
+# Consumption and hold records kept in memory: most are never read again.
 RECORDS_CACHE_SIZE_MAX = 20_000
 # Tenant settings (overdraft limit, rates) are re-read at least this often, so a change made
 # through another replica applies within this time.
@@ -97,8 +97,8 @@ class LRU:
 
 
 class AggregateCache:
-    """Accounts and tenants in one bounded LRU; the one-use records of consumptions, holds and
-    idempotency keys in a smaller one, so a stream of new keys never pushes accounts out."""
+    """Accounts and tenants in one bounded LRU; the records of refunded consumptions and of
+    holds in a smaller one, so a stream of new holds never pushes accounts out."""
 
     def __init__(self, size_max: int, records_size_max: int = RECORDS_CACHE_SIZE_MAX) -> None:
         self._main = LRU(size_max)
@@ -309,6 +309,7 @@ class Writer:
         self._depth_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self.batches_committed = 0
+        self.batches_rerun = 0  # after a failure that had changed aggregates (should be rare)
         self.commands_committed = 0
 
     # ------------------------------------------------------------ asyncio side
@@ -437,6 +438,7 @@ class Writer:
             # A work failed after changing aggregates: drop its changes with everything the
             # batch touched, and run the others again on fresh state.
             session.evict_all()
+            self.batches_rerun += 1
 
     def _apply(self, work: Work, session: BatchSession, results: dict[int, Any]) -> bool:
         """Runs one work's commands; True when it failed after changing aggregates."""
@@ -606,7 +608,10 @@ class Writer:
             work.done = True
             answers.setdefault(work.loop, []).append((work.future, results[id(work)]))
         for loop, pairs in answers.items():
-            loop.call_soon_threadsafe(_set_futures, pairs)
+            try:
+                loop.call_soon_threadsafe(_set_futures, pairs)
+            except RuntimeError:  # that loop is closed: its callers are gone, answer the others
+                log.warning("writer_answer_loop_closed", commands=len(pairs))
 
 
 def _set_futures(pairs: list[tuple[asyncio.Future[Any], Any]]) -> None:

@@ -68,6 +68,8 @@ async def test_a_consumption_id_refunds_only_on_its_own_account_and_forged_ids_a
         f"{other_random}.{version}",  # the right event, another id
         "not-a-consumption",
         f"{random_part}.{'9' * 40}",
+        f"{random_part}.²",  # a digit to str.isdigit, not to int()
+        f"{random_part}.٣",  # an Arabic-Indic 3
     ]
     for consumption in forged:
         with pytest.raises(ConsumptionNotFoundError):
@@ -95,3 +97,17 @@ async def test_first_refunds_of_one_consumption_on_two_writers_at_once_never_exc
     refused = [r for r in results if isinstance(r, RefundExceedsRefundableError)]
     assert len(refunded) == 3 and len(refused) == 3, results
     assert await balance(writer, T, "a") == 990
+
+
+async def test_a_refused_first_refund_changes_nothing_and_does_not_rerun_its_batch(
+    writer: Writer,
+) -> None:
+    await open_funded(writer, T, {"a": 100})
+    consumption_id = await consume(writer, 10)
+    grant = c.GrantCredits(tenant_id=T, account_id="a", amount=5, reason="top up")
+    reruns_before = writer.batches_rerun
+    results = await writer.submit_each([grant, refund(consumption_id, 11)])
+    assert isinstance(results[1], RefundExceedsRefundableError)
+    assert writer.batches_rerun == reruns_before  # the grant was not applied twice over
+    await writer.submit(refund(consumption_id, 10))  # the record is made now, whole
+    assert await balance(writer, T, "a") == 105

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 
+import psycopg
 import pytest
 
 from ledger import commands as c
@@ -297,3 +299,51 @@ async def test_stopping_the_writer_answers_every_accepted_command(ledger: Ledger
         assert await balance(restarted, T, "a") == 10_000 - 500
     finally:
         await restarted.stop()
+
+
+async def test_answers_kept_as_events_by_earlier_versions_are_replayed_after_an_upgrade(
+    writer: Writer, ledger: Ledger, database_url: str, schema: str
+) -> None:
+    """Before issue 6 an answer was a StoredResult event; the results table, when created,
+    takes them over, so an old key is replayed and an old payment_ref never credited twice."""
+    await open_funded(writer, T, {"a": 100})
+    consume = c.ConsumeCredits(
+        tenant_id=T, account_id="a", amount=7, operation="op", idempotency_key="old-key"
+    )
+    first = await writer.submit(consume)
+    await writer.stop()
+    # Rewrite the answer as the earlier versions stored it: an event, and no results table.
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        row = conn.execute(
+            f"SELECT id, fingerprint, result_type, result, created, entry_id, entry_version "
+            f'FROM "{schema}".ledger_results'
+        ).fetchone()
+        assert row is not None
+        state = {
+            "timestamp": {"_type_": "datetime_iso", "_data_": "2026-11-01T00:00:00+00:00"},
+            "originator_topic": "ledger.records:StoredResult",
+            "tenant_id": T,
+            "kind": "idempotency",
+            "key": "old-key",
+            "fingerprint": row[1],
+            "result_type": row[2],
+            "result": json.loads(bytes(row[3])),
+            "created": row[4],
+            "entry_ref": [str(row[5]), row[6]],
+        }
+        conn.execute(
+            f'INSERT INTO "{schema}".ledger_events '
+            "(originator_id, originator_version, topic, state) VALUES (%s, 1, %s, %s)",
+            (row[0], "ledger.records:StoredResult.Recorded", json.dumps(state).encode()),
+        )
+        conn.execute(f'DROP TABLE "{schema}".ledger_results')
+    upgraded = Writer(Ledger(database_url, schema))
+    upgraded.start()
+    try:
+        again = await upgraded.submit(consume)
+        assert again.replayed
+        assert again.value == first.value
+        assert await balance(upgraded, T, "a") == 93  # charged once
+    finally:
+        await upgraded.stop()
+        upgraded.ledger.close()

@@ -53,6 +53,7 @@ def consumed(amount: int, balance_after: int) -> object:
         user_id=None,
         metadata={},
         draws=[],
+        drawn_lots={},
     )
 
 
