@@ -11,6 +11,8 @@ of a kind active. `stop()` sends SIGTERM and waits, so both store their position
 from __future__ import annotations
 
 import ctypes
+import functools
+import os
 import signal
 import subprocess
 import sys
@@ -85,31 +87,38 @@ class Supervisor:
             # Its own session: a Ctrl-C at the terminal reaches serve alone, which then stops
             # the children in order. On Linux a child also gets SIGTERM if serve dies.
             start_new_session=True,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only calls prctl
+            preexec_fn=functools.partial(_die_with_parent, os.getpid()),  # noqa: PLW1509 - prctl only
         )
         child.started_at = time.monotonic()
         log.info("background_role_started", role=child.role, pid=child.process.pid)
 
     def _watch(self) -> None:
         while not self._stopping.wait(CHECK_INTERVAL_S):
-            now = time.monotonic()
-            for child in self.children:
-                process = child.process
-                if process is not None and process.poll() is not None:
-                    if now - child.started_at > RESTART_BACKOFF_RESET_AFTER_S:
-                        child.backoff_s = RESTART_BACKOFF_FIRST_S
-                    log.error(
-                        "background_role_exited",
-                        role=child.role,
-                        pid=process.pid,
-                        returncode=process.returncode,
-                        restart_in_s=child.backoff_s,
-                    )
-                    child.process = None
-                    child.restart_at = now + child.backoff_s
-                    child.backoff_s = min(child.backoff_s * 2, RESTART_BACKOFF_MAX_S)
-                if child.process is None and now >= child.restart_at:
-                    self._spawn(child)
+            try:
+                self._check_children()
+            except Exception:  # a failed spawn (EAGAIN, ENOMEM): log it, try again later
+                log.exception("background_role_spawn_failed")
+
+    def _check_children(self) -> None:
+        now = time.monotonic()
+        for child in self.children:
+            process = child.process
+            if process is not None and process.poll() is not None:
+                if now - child.started_at > RESTART_BACKOFF_RESET_AFTER_S:
+                    child.backoff_s = RESTART_BACKOFF_FIRST_S
+                log.error(
+                    "background_role_exited",
+                    role=child.role,
+                    pid=process.pid,
+                    returncode=process.returncode,
+                    restart_in_s=child.backoff_s,
+                )
+                child.process = None
+                child.restart_at = now + child.backoff_s
+                child.backoff_s = min(child.backoff_s * 2, RESTART_BACKOFF_MAX_S)
+            if child.process is None and now >= child.restart_at:
+                child.restart_at = now + child.backoff_s  # should the spawn fail
+                self._spawn(child)
 
 
 # Loaded here, in the parent: the child runs only an already loaded function between fork and
@@ -117,9 +126,11 @@ class Supervisor:
 _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(parent_pid: int) -> None:
     if _LIBC is not None:
         _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent_pid:  # it died before prctl took effect
+            os.kill(os.getpid(), signal.SIGTERM)
 
 
 def child_environ(
