@@ -124,13 +124,26 @@ class Follower:
 
     async def step(self, conn: asyncpg.Connection) -> int:
         """Applies the next batch of events; returns how many events it read."""
-        rows = await events_after(conn, self.schema, self.position, self.batch_size_max)
-        if not rows:
+        batch = await self.read_batch(conn, self.position)
+        if batch is None:
             return 0
+        changes, last, count = batch
+        await self.apply_batch(conn, changes, last)
+        return count
+
+    async def read_batch(
+        self, conn: asyncpg.Connection, after: int
+    ) -> tuple[Changes, int, int] | None:
+        """The changes of the events after `after`, the last position and how many events."""
+        rows = await events_after(conn, self.schema, after, self.batch_size_max)
+        if not rows:
+            return None
         changes = Changes()
         for tenant_id, entry in decode_entries(self.mapper, rows):
             changes.add(tenant_id, entry)
-        last = int(rows[-1][0])
+        return changes, int(rows[-1][0]), len(rows)
+
+    async def apply_batch(self, conn: asyncpg.Connection, changes: Changes, last: int) -> None:
         async with conn.transaction():
             await self.apply(conn, changes, last)
             if self.before_commit is not None:
@@ -138,7 +151,6 @@ class Follower:
         self.position = last
         async with self._caught_up:
             self._caught_up.notify_all()
-        return len(rows)
 
     async def apply(self, conn: asyncpg.Connection, changes: Changes, last: int) -> None:
         s = self._s
@@ -188,6 +200,32 @@ class Follower:
                 progress(total, self.position)
         return total
 
+    async def load(
+        self, conn: asyncpg.Connection, progress: Callable[[int, int], None] | None = None
+    ) -> int:
+        """catch_up for a rebuild: the next batch is read and decoded on a second connection
+        while this one writes the current batch, so PostgreSQL and Python work at once instead
+        of taking turns."""
+        reader = await asyncpg.connect(self.database_url)
+        try:
+            total = 0
+            self.position = await self.read_position(conn)
+            batch = await self.read_batch(reader, self.position)
+            while batch is not None:
+                following = asyncio.create_task(self.read_batch(reader, batch[1]))
+                try:
+                    await self.apply_batch(conn, batch[0], batch[1])
+                except BaseException:
+                    following.cancel()
+                    raise
+                total += batch[2]
+                if progress is not None:
+                    progress(total, self.position)
+                batch = await following
+            return total
+        finally:
+            await reader.close()
+
     async def rebuild(
         self, progress: Callable[[int, int], None] | None = None
     ) -> tuple[int, float]:
@@ -200,7 +238,7 @@ class Follower:
             await self.drop_tables(conn)
             started = time.perf_counter()
             await self.create_tables(conn, indexes=False)
-            total = await self.catch_up(conn, progress)
+            total = await self.load(conn, progress)
             await self.create_tables(conn)  # the indexes, each built in one pass
             return total, time.perf_counter() - started
         finally:
