@@ -34,6 +34,7 @@ from projections.tailing import (
     decode,
     events_after,
     events_of,
+    take_lock_or_stop,
     wait_any,
 )
 
@@ -142,16 +143,7 @@ class Relay:
         conn = await asyncpg.connect(self.database_url)
         try:
             await self.create_table(conn)
-            while not stop.is_set():
-                if (
-                    await conn.fetchval("SELECT pg_try_advisory_lock($1)", ADVISORY_LOCK_KEY)
-                    is True
-                ):
-                    break
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(STANDBY_RETRY_S):
-                        await stop.wait()
-            else:
+            if not await take_lock_or_stop(conn, ADVISORY_LOCK_KEY, stop, STANDBY_RETRY_S, "relay"):
                 return
             self.active = True
             log.info("relay_active")

@@ -11,7 +11,6 @@ wait as standbys and take over when the active one's session ends.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -23,7 +22,13 @@ from eventsourcing.persistence import Mapper
 
 from projections.entries import Changes, decode_entries
 from projections.schema import create_statements, drop_statements
-from projections.tailing import EVENTS_CHANNEL, close_quickly, events_after, wait_any
+from projections.tailing import (
+    EVENTS_CHANNEL,
+    close_quickly,
+    events_after,
+    take_lock_or_stop,
+    wait_any,
+)
 
 log = structlog.get_logger("projections.follower")
 
@@ -97,14 +102,9 @@ class Follower:
         )
         try:
             await self.create_tables(conn)
-            while not stop.is_set():
-                if await conn.fetchval("SELECT pg_try_advisory_lock($1)", ADVISORY_LOCK_KEY):
-                    break
-                log.info("follower_standby")
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(STANDBY_RETRY_S):
-                        await stop.wait()
-            else:
+            if not await take_lock_or_stop(
+                conn, ADVISORY_LOCK_KEY, stop, STANDBY_RETRY_S, "follower"
+            ):
                 return
             self.active = True
             log.info("follower_active")

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterable
 from typing import Any
 from uuid import UUID
 
 import asyncpg
+import structlog
 from eventsourcing.persistence import Mapper, StoredEvent
 
 # A connection that does not close politely within this is cut.
 CLOSE_TIMEOUT_S = 5.0
+log = structlog.get_logger("projections.tailing")
+
 # The event store's NOTIFY channel (the library names it after the events table).
 EVENTS_CHANNEL = "ledger_events"
 
@@ -24,6 +28,21 @@ async def close_quickly(conn: asyncpg.Connection) -> None:
     except (TimeoutError, asyncio.CancelledError, asyncpg.PostgresError, OSError):
         conn.terminate()
         raise
+
+
+async def take_lock_or_stop(
+    conn: asyncpg.Connection, key: int, stop: asyncio.Event, retry_s: float, role: str
+) -> bool:
+    """Waits in standby until this session holds the advisory lock `key` (True) or `stop` is
+    set (False): one follower, one relay active, the others ready to take over."""
+    while not stop.is_set():
+        if await conn.fetchval("SELECT pg_try_advisory_lock($1)", key) is True:
+            return True
+        log.info("standby", role=role)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(retry_s):
+                await stop.wait()
+    return False
 
 
 async def wait_any(first: asyncio.Event, second: asyncio.Event | None, timeout_s: float) -> None:
