@@ -12,6 +12,7 @@ import secrets
 import signal
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import asyncpg
@@ -187,6 +188,16 @@ async def run_demo(settings: Settings) -> None:
         ledger.close()
 
 
+async def run_until_signalled(run: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """Runs a long-lived role until SIGINT or SIGTERM, which it answers by stopping cleanly."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    tune_collector()
+    await run(stop)
+
+
 async def run_project(settings: Settings) -> None:
     """The follower alone: active, or standby while another holds the lock."""
     follower = Follower(
@@ -195,12 +206,7 @@ async def run_project(settings: Settings) -> None:
         new_mapper(),
         batch_size_max=settings.follower_batch_size,
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    tune_collector()
-    await follower.run(stop)
+    await run_until_signalled(follower.run)
 
 
 async def run_relay(settings: Settings) -> None:
@@ -213,12 +219,7 @@ async def run_relay(settings: Settings) -> None:
         relay_connector(nats_url),
         stream_name=settings.stream_name,
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    tune_collector()
-    await relay.run(stop)
+    await run_until_signalled(relay.run)
 
 
 async def run_rebuild(settings: Settings) -> None:
