@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import psycopg
@@ -10,6 +12,17 @@ from ledger import commands as c
 from ledger.application import Ledger
 from ledger.ids import account_aggregate_id
 from ledger.writer import Writer
+
+
+@contextlib.asynccontextmanager
+async def running_writer(ledger: Ledger) -> AsyncIterator[Writer]:
+    """Another writer on the same store (as another replica would be), stopped on the way out."""
+    writer = Writer(ledger)
+    writer.start()
+    try:
+        yield writer
+    finally:
+        await writer.stop()
 
 
 async def open_funded(

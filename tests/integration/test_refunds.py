@@ -11,7 +11,7 @@ from ledger import commands as c
 from ledger.application import Ledger
 from ledger.errors import ConsumptionNotFoundError, RefundExceedsRefundableError
 from ledger.writer import Writer
-from tests.integration.helpers import balance, open_funded
+from tests.integration.helpers import balance, open_funded, running_writer
 
 T = "refunds"
 
@@ -38,9 +38,7 @@ async def test_a_consumption_is_refundable_in_parts_up_to_its_amount_from_a_cold
 ) -> None:
     await open_funded(writer, T, {"a": 100})
     consumption_id = await consume(writer, 30)
-    cold = Writer(ledger)
-    cold.start()
-    try:
+    async with running_writer(ledger) as cold:
         await cold.submit(refund(consumption_id, 10))
         await cold.submit(refund(consumption_id, 15))
         with pytest.raises(RefundExceedsRefundableError):
@@ -49,8 +47,6 @@ async def test_a_consumption_is_refundable_in_parts_up_to_its_amount_from_a_cold
         with pytest.raises(RefundExceedsRefundableError):
             await cold.submit(refund(consumption_id, None))
         assert await balance(cold, T, "a") == 100
-    finally:
-        await cold.stop()
     with pytest.raises(RefundExceedsRefundableError):
         await writer.submit(refund(consumption_id, 1))  # the first writer's cache is stale
 
@@ -84,15 +80,11 @@ async def test_first_refunds_of_one_consumption_on_two_writers_at_once_never_exc
 ) -> None:
     await open_funded(writer, T, {"a": 1_000})
     consumption_id = await consume(writer, 100)
-    other = Writer(ledger)
-    other.start()
-    try:
+    async with running_writer(ledger) as other:
         results = await asyncio.gather(
             *(w.submit(refund(consumption_id, 30)) for w in (writer, other) for _ in range(3)),
             return_exceptions=True,
         )
-    finally:
-        await other.stop()
     refunded = [r for r in results if not isinstance(r, BaseException)]
     refused = [r for r in results if isinstance(r, RefundExceedsRefundableError)]
     assert len(refunded) == 3 and len(refused) == 3, results

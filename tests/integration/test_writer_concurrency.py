@@ -18,7 +18,7 @@ from ledger.errors import (
     InvalidCommandError,
 )
 from ledger.writer import Writer
-from tests.integration.helpers import balance, open_funded, stored_event_count
+from tests.integration.helpers import balance, open_funded, running_writer, stored_event_count
 
 T = "load"
 OVERDRAFT = 25
@@ -254,15 +254,11 @@ async def test_a_failed_atomic_batch_stores_no_answer_even_for_a_command_without
     first = await writer.submit(other)
     assert not first.replayed
     # A batch that only stores an answer (an existing account, no event) commits it.
-    fresh = Writer(ledger)
-    fresh.start()
-    try:
+    async with running_writer(ledger) as fresh:
         again = await fresh.submit(other)
         assert again.replayed
         with pytest.raises(IdempotencyKeyReusedError):
             await fresh.submit(reopen)
-    finally:
-        await fresh.stop()
 
 
 async def test_each_command_of_a_non_atomic_batch_gets_its_own_answer_in_its_place(
