@@ -155,8 +155,7 @@ class Follower:
     async def apply(self, conn: asyncpg.Connection, changes: Changes, last: int) -> None:
         s = self._s
         if changes.entry_rows:
-            # Binary COPY, not an INSERT per row: entries are only ever appended, and asyncpg's
-            # executemany was the largest piece of the rebuild's profile (docs/BENCHMARKS.md).
+            # Binary COPY, not an INSERT per row: entries are only ever appended.
             await conn.copy_records_to_table(
                 "rm_entries",
                 schema_name=self.schema,
