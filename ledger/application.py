@@ -123,11 +123,11 @@ class Ledger(Application[UUID]):
         versions = [ref[1] for ref in refs]
         sql = (
             f"SELECT e.originator_id, e.originator_version, e.notification_id "
-            f"FROM {self.events_table} e JOIN unnest(%s::uuid[], %s::bigint[]) AS r(id, v) "
+            f"FROM {self.events_table} e JOIN unnest(%b::uuid[], %b::bigint[]) AS r(id, v) "
             f"ON e.originator_id = r.id AND e.originator_version = r.v"
         )
         with recorder.datastore.get_connection() as conn, conn.cursor() as cursor:
-            cursor.execute(sql, (ids, versions))
+            cursor.execute(sql, (ids, versions), binary=True)
             rows = cursor.fetchall()
         return {
             (row["originator_id"], row["originator_version"]): row["notification_id"]
