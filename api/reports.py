@@ -134,6 +134,8 @@ async def usage(
     min_position: MinPosition = None,
 ) -> UsageReport:
     principal = await services_of(request).auth.tenant(request, REPORTS)
+    if account_id is not None:
+        check_account_id(account_id)  # as every other route: no NUL or control character
     services = services_of(request)
     await wait_for(services, min_position)
     to_day = to or datetime.now(tz=UTC).date()

@@ -183,3 +183,12 @@ async def test_another_tenants_history_and_entries_are_invisible(
     history = (await client.get(f"/v1/history?min_position={last}", headers=other.headers)).json()
     assert history["items"] == []
     assert (await client.get("/v1/usage", headers=other.headers)).json()["total"]["count"] == 0
+
+
+async def test_usage_filtered_by_an_account_id_no_account_can_have_is_refused(
+    client: Client, tenant: Tenant
+) -> None:
+    for bad in ("a\x00b", "tab\there", "line\nbreak"):
+        answer = await client.get("/v1/usage", params={"account_id": bad}, headers=tenant.headers)
+        assert answer.status_code == 400, (bad, answer.text)
+        assert answer.json()["code"] == "validation_error"
