@@ -91,7 +91,9 @@ def serve(settings: Settings) -> None:
             roles,
             child_environ(os.environ, database_url=url, nats_url=nats_url, schema=settings.schema),
         )
-        resolved = msgspec.structs.replace(resolved, run_follower=False, run_relay=False)
+        resolved = msgspec.structs.replace(
+            resolved, writer_process=True, run_follower=False, run_relay=False
+        )
     app = create_app(resolved)
     tune_collector()
     # uvicorn re-raises the signal it stopped on; exit through Python so the embedded servers'

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,8 @@ from api.metrics import Metrics
 from api.ratelimit import RateLimiter
 from api.services import Services
 from api.settings import Settings
+from api.supervisor import child_environ
+from api.writer_process import WriterProcess
 from events.relay import Relay
 from ledger.application import Ledger, new_mapper
 from ledger.writer import Writer
@@ -80,8 +83,17 @@ class Runtime:
         assert settings.database_url and settings.admin_key
         database_url = settings.database_url
         ledger = await asyncio.to_thread(Ledger, database_url, settings.schema)
-        writer = Writer(ledger)
-        writer.start()
+        writer: Writer | WriterProcess
+        if settings.writer_process:
+            writer = WriterProcess(
+                child_environ(
+                    os.environ, database_url=database_url, nats_url=None, schema=settings.schema
+                )
+            )
+            await writer.start()
+        else:
+            writer = Writer(ledger)
+            writer.start()
         key_usage = KeyUsage(ledger)
         await asyncio.to_thread(key_usage.create_table)
         key_usage.start()
@@ -92,7 +104,7 @@ class Runtime:
         metrics.gauge("ledger_writer_batches_committed", lambda: writer.batches_committed)
         metrics.gauge("ledger_writer_commands_committed", lambda: writer.commands_committed)
         metrics.gauge("ledger_writer_batches_rerun", lambda: writer.batches_rerun)
-        metrics.gauge("ledger_writer_cache_aggregates", lambda: len(writer.cache))
+        metrics.gauge("ledger_writer_cache_aggregates", lambda: writer.cached_aggregates)
         mapper = new_mapper()
         services = Services(settings, ledger, writer, auth, key_usage, metrics, mapper)
         pool = await asyncpg.create_pool(database_url, min_size=1, max_size=READ_POOL_SIZE_MAX)

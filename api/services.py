@@ -15,6 +15,7 @@ from api.auth import Authenticator
 from api.key_usage import KeyUsage
 from api.metrics import Metrics
 from api.settings import Settings
+from api.writer_process import WriterProcess
 from ledger.application import Ledger
 from ledger.writer import Writer
 from projections.queries import ReadModels
@@ -24,7 +25,7 @@ from projections.queries import ReadModels
 class Services:
     settings: Settings
     ledger: Ledger
-    writer: Writer
+    writer: Writer | WriterProcess
     auth: Authenticator
     key_usage: KeyUsage
     metrics: Metrics

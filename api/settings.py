@@ -26,6 +26,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # `ledger serve` runs the follower and relay as its child processes (process) or as tasks
     # on its own event loop (inline). create_app() always runs them inline when asked to.
     background: str = "process"
+    # The group-commit writer in a child process (api/writer_process.py), not a thread of the
+    # HTTP process: `ledger serve` sets it with LEDGER_BACKGROUND=process.
+    writer_process: bool = False
     run_follower: bool = True  # project the read models in this process (`ledger project` alone)
     follower_batch_size: int = 2_000  # events per read-model transaction
     run_relay: bool = True  # publish entries to NATS from this process (`ledger relay` alone)

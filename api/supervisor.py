@@ -87,7 +87,7 @@ class Supervisor:
             # Its own session: a Ctrl-C at the terminal reaches serve alone, which then stops
             # the children in order. On Linux a child also gets SIGTERM if serve dies.
             start_new_session=True,
-            preexec_fn=functools.partial(_die_with_parent, os.getpid()),  # noqa: PLW1509 - prctl only
+            preexec_fn=functools.partial(die_with_parent, os.getpid()),  # noqa: PLW1509 - prctl only
         )
         child.started_at = time.monotonic()
         log.info("background_role_started", role=child.role, pid=child.process.pid)
@@ -126,7 +126,7 @@ class Supervisor:
 _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 
 
-def _die_with_parent(parent_pid: int) -> None:
+def die_with_parent(parent_pid: int) -> None:
     if _LIBC is not None:
         _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
         if os.getppid() != parent_pid:  # it died before prctl took effect

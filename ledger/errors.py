@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class LedgerError(Exception):
     """Base of every error a client can cause; `code` is the stable API code."""
@@ -11,6 +13,11 @@ class LedgerError(Exception):
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
         self.detail = detail
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled with every attribute (`available`, `index`, `cause`), whatever the
+        subclass's constructor asks: the writer process sends its errors this way."""
+        return (_restore, (type(self), self.detail, dict(self.__dict__)))
 
 
 class InvalidCommandError(LedgerError):
@@ -96,3 +103,10 @@ class UnavailableError(LedgerError):
     """The event store could not be reached; nothing was recorded."""
 
     code = "unavailable"
+
+
+def _restore(cls: type[LedgerError], detail: str, state: dict[str, Any]) -> LedgerError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, detail)
+    error.__dict__.update(state)
+    return error

@@ -21,11 +21,12 @@ import queue
 import random
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 from uuid import UUID
 
 import msgspec
@@ -277,67 +278,67 @@ def results_rows(session: BatchSession) -> list[StoredRow]:
     return [result.to_row() for result in session.results.values()]
 
 
+class Sink(Protocol):
+    """Where a batch's answers go: `deliver` gets (token, result) pairs, a result being an
+    Outcome, a list of them (atomic) or an exception. Called on the writer's thread."""
+
+    def deliver(self, pairs: list[tuple[Any, Any]]) -> None: ...
+
+
+class LoopSink:
+    """Answers the futures of one event loop: one wake-up of that loop per batch."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+
+    def deliver(self, pairs: list[tuple[Any, Any]]) -> None:
+        try:
+            self.loop.call_soon_threadsafe(_set_futures, pairs)
+        except RuntimeError:  # that loop is closed: its callers are gone, answer the others
+            log.warning("writer_answer_loop_closed", commands=len(pairs))
+
+
 @dataclass(eq=False)
 class Work:
-    """Commands that succeed or fail together (one, or an atomic batch) and their caller."""
+    """Commands that succeed or fail together (one, or an atomic batch), and where their
+    answer goes: `token` (a future, or a caller's request number) delivered to `sink`."""
 
     commands: Sequence[c.Command]
     atomic: bool
-    loop: asyncio.AbstractEventLoop
-    future: asyncio.Future[Any]
-    result: Any = None
+    sink: Sink
+    token: Any
     done: bool = field(default=False)
+
+
+def check_commands(commands: Sequence[c.Command], *, atomic: bool, now: datetime) -> None:
+    """Checks each command before it is queued (InvalidCommandError, nothing recorded)."""
+    for index, command in enumerate(commands):
+        try:
+            c.check(command, now)
+        except InvalidCommandError as error:
+            if atomic:
+                error.detail = f"commands[{index}]: {error.detail}"
+            raise
 
 
 _STOP = object()
 
 
-class Writer:
-    def __init__(
-        self,
-        ledger: Ledger,
-        *,
-        batch_size_max: int = BATCH_SIZE_MAX,
-        batch_window_s: float = BATCH_WINDOW_S,
-        cache_size_max: int = CACHE_SIZE_MAX,
-        clock: Callable[[], datetime] = c.utc_now,
-    ) -> None:
-        self.ledger = ledger
-        self.batch_size_max = batch_size_max
-        self.batch_window_s = batch_window_s
-        self.cache = AggregateCache(cache_size_max)
-        self.clock = clock
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._depth = 0
-        self._depth_lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self.batches_committed = 0
-        self.batches_rerun = 0  # after a failure that had changed aggregates (should be rare)
-        self.commands_committed = 0
+class Submitting:
+    """What callers use, on top of `_enqueue` (this thread's queue, or a writer process)."""
 
-    # ------------------------------------------------------------ asyncio side
-
-    def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
-            self._thread.start()
-
-    async def stop(self) -> None:
-        """Answers every command already accepted, then stops the thread."""
-        if self._thread is not None:
-            self._queue.put(_STOP)
-            await asyncio.to_thread(self._thread.join)
-            self._thread = None
+    def _enqueue(self, commands: Sequence[c.Command], *, atomic: bool) -> asyncio.Future[Any]:
+        raise NotImplementedError
 
     async def submit(self, command: c.Command) -> Outcome:
         """Applies one command; returns once it is committed. Raises its LedgerError."""
-        result = await self._submit([command], atomic=False)
+        result = await self._enqueue([command], atomic=False)
         assert isinstance(result, Outcome)
         return result
 
     async def submit_atomic(self, commands: Sequence[c.Command]) -> list[Outcome]:
         """Applies all the commands in one transaction, or none (AtomicBatchFailedError)."""
-        result = await self._submit(commands, atomic=True)
+        result = await self._enqueue(commands, atomic=True)
         assert isinstance(result, list)
         return result
 
@@ -359,29 +360,75 @@ class Writer:
                 raise result
         return list(results)  # type: ignore[arg-type]
 
-    async def _submit(self, commands: Sequence[c.Command], *, atomic: bool) -> Any:
-        return await self._enqueue(commands, atomic=atomic)
+
+class Writer(Submitting):
+    def __init__(
+        self,
+        ledger: Ledger,
+        *,
+        batch_size_max: int = BATCH_SIZE_MAX,
+        batch_window_s: float = BATCH_WINDOW_S,
+        cache_size_max: int = CACHE_SIZE_MAX,
+        clock: Callable[[], datetime] = c.utc_now,
+    ) -> None:
+        self.ledger = ledger
+        self.batch_size_max = batch_size_max
+        self.batch_window_s = batch_window_s
+        self.cache = AggregateCache(cache_size_max)
+        self.clock = clock
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._depth = 0
+        self._depth_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        # One sink per event loop, so a batch wakes each loop once; a closed loop drops out.
+        self._sinks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopSink] = (
+            weakref.WeakKeyDictionary()
+        )
+        self.batches_committed = 0
+        self.batches_rerun = 0  # after a failure that had changed aggregates (should be rare)
+        self.commands_committed = 0
+
+    @property
+    def cached_aggregates(self) -> int:
+        return len(self.cache)
+
+    # ------------------------------------------------------------ asyncio side
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
+            self._thread.start()
+
+    async def stop(self) -> None:
+        """Answers every command already accepted, then stops the thread."""
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            await asyncio.to_thread(self._thread.join)
+            self._thread = None
 
     def _enqueue(self, commands: Sequence[c.Command], *, atomic: bool) -> asyncio.Future[Any]:
         """Checks the commands and hands them to the thread as one work; its future answers."""
         if self._thread is None:
             raise UnavailableError("the writer is not running")
-        now = self.clock()
-        for index, command in enumerate(commands):
-            try:
-                c.check(command, now)
-            except InvalidCommandError as error:
-                if atomic:
-                    error.detail = f"commands[{index}]: {error.detail}"
-                raise
+        check_commands(commands, atomic=atomic, now=self.clock())
+        loop = asyncio.get_running_loop()
+        sink = self._sinks.get(loop)
+        if sink is None:
+            sink = self._sinks[loop] = LoopSink(loop)
+        future = loop.create_future()
+        self.enqueue(commands, atomic=atomic, sink=sink, token=future)
+        return future
+
+    def enqueue(
+        self, commands: Sequence[c.Command], *, atomic: bool, sink: Sink, token: Any
+    ) -> None:
+        """Queues checked commands as one work; `sink` gets (token, answer) once it is
+        committed or has failed. Raises UnavailableError when the queue is full."""
         with self._depth_lock:
             if self._depth + len(commands) > QUEUE_DEPTH_MAX:
                 raise UnavailableError("the writer is overloaded; retry shortly")
             self._depth += len(commands)
-        loop = asyncio.get_running_loop()
-        work = Work(commands=commands, atomic=atomic, loop=loop, future=loop.create_future())
-        self._queue.put(work)
-        return work.future
+        self._queue.put(Work(commands=commands, atomic=atomic, sink=sink, token=token))
 
     # ------------------------------------------------------------- thread side
 
@@ -602,19 +649,17 @@ class Writer:
 
     def _resolve(self, work: Work, result: Any) -> None:
         work.done = True
-        work.loop.call_soon_threadsafe(_set_future, work.future, result)
+        work.sink.deliver([(work.token, result)])
 
     def _resolve_all(self, works: list[Work], results: dict[int, Any]) -> None:
-        """Answers a committed batch with one wake-up per event loop, not one per command."""
-        answers: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
+        """Answers a committed batch with one delivery per sink (one wake-up per event loop,
+        one message per writer-process client), not one per command."""
+        answers: dict[Sink, list[tuple[Any, Any]]] = {}
         for work in works:
             work.done = True
-            answers.setdefault(work.loop, []).append((work.future, results[id(work)]))
-        for loop, pairs in answers.items():
-            try:
-                loop.call_soon_threadsafe(_set_futures, pairs)
-            except RuntimeError:  # that loop is closed: its callers are gone, answer the others
-                log.warning("writer_answer_loop_closed", commands=len(pairs))
+            answers.setdefault(work.sink, []).append((work.token, results[id(work)]))
+        for sink, pairs in answers.items():
+            sink.deliver(pairs)
 
 
 def _set_futures(pairs: list[tuple[asyncio.Future[Any], Any]]) -> None:

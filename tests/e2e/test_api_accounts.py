@@ -1,15 +1,24 @@
-"""Accounts and commands over HTTP, as API.md states them."""
+"""Accounts and commands over HTTP, as API.md states them: each rule holds with the writer as
+a thread of the HTTP process (create_app's default) and as a child process (`ledger serve`)."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
+import msgspec
+import pytest
 from litestar.testing import AsyncTestClient
 
+from api.settings import Settings
 from tests.e2e.conftest import Tenant, new_tenant, open_account
 
 Client = AsyncTestClient[Any]
+
+
+@pytest.fixture(params=["writer_thread", "writer_process"])
+def app_settings(app_settings: Settings, request: pytest.FixtureRequest) -> Settings:
+    return msgspec.structs.replace(app_settings, writer_process=request.param == "writer_process")
 
 
 async def test_opening_an_account_answers_201_then_200_and_grants_the_bonus_once(

@@ -1,5 +1,6 @@
 """`ledger serve` with LEDGER_BACKGROUND=process (the default) runs the follower (`ledger project`)
-and the relay (`ledger relay`) as supervised child processes. Real processes, a real PostgreSQL,
+and the relay (`ledger relay`) as supervised child processes, and the writer as a child of its
+own (`api.writer_process`, "write" below). Real processes, a real PostgreSQL,
 a real NATS server; nothing is mocked."""
 
 from __future__ import annotations
@@ -72,13 +73,20 @@ class Serve:
         return [line["pid"] for line in self.logged("background_role_started", role=role)]
 
     def children(self) -> dict[int, str]:
-        """pid -> role of serve's live `api.cli` children, read from /proc."""
+        """pid -> role of serve's live children, read from /proc: `api.cli` roles by their
+        sub-command, the writer as "write"."""
         found: dict[int, str] = {}
         for pid in _children(self.process.pid):
             argv = _argv(pid)
             if _alive(pid) and argv[1:3] == ["-m", "api.cli"]:
                 found[pid] = argv[3]
+            elif _alive(pid) and argv[1:3] == ["-m", "api.writer_process"]:
+                found[pid] = "write"
         return found
+
+    def writer_pids(self) -> list[int]:
+        """Pids of every writer child serve started, in order."""
+        return [line["pid"] for line in self.logged("writer_process_started")]
 
 
 def _children(pid: int) -> set[int]:
@@ -164,9 +172,12 @@ async def serve(
                 process.kill()
                 process.wait()
         # Whatever serve left behind, and only the roles it started.
-        for line in server.logged("background_role_started"):
+        for line in [
+            *server.logged("background_role_started"),
+            *server.logged("writer_process_started"),
+        ]:
             pid = line["pid"]
-            if _alive(pid) and _argv(pid)[1:3] == ["-m", "api.cli"]:
+            if _alive(pid) and _argv(pid)[1] == "-m" and _argv(pid)[2].startswith("api."):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
         nc = await nats.connect(nats_url)
@@ -262,7 +273,8 @@ async def test_serve_starts_one_project_child_and_one_relay_child_and_a_consume_
     await eventually(lambda: serve.started("project") and serve.started("relay"), 5, "roles")
     project, relay = serve.started("project"), serve.started("relay")
     assert len(project) == 1 and len(relay) == 1
-    assert serve.children() == {project[0]: "project", relay[0]: "relay"}
+    [writer] = serve.writer_pids()
+    assert serve.children() == {project[0]: "project", relay[0]: "relay", writer: "write"}
 
     async with httpx.AsyncClient(base_url=serve.url, timeout=10) as client:
         tenant_id, headers = await funded_account(client, grant=100)
@@ -300,11 +312,18 @@ async def test_a_killed_project_child_is_started_again_and_later_consumes_reach_
         )
         assert started[0] != killed and not _alive(killed)
         roles = await eventually(
-            lambda: sorted(serve.children().values()) == ["project", "relay"] and serve.children(),
+            lambda: (
+                sorted(serve.children().values()) == ["project", "relay", "write"]
+                and serve.children()
+            ),
             CHILD_TIMEOUT_S,
-            "one project and one relay child",
+            "one project, one relay and one writer child",
         )
-        assert roles == {started[0]: "project", serve.started("relay")[0]: "relay"}
+        assert roles == {
+            started[0]: "project",
+            serve.started("relay")[0]: "relay",
+            serve.writer_pids()[0]: "write",
+        }
 
         for amount in (2, 3):
             position = await consume(client, headers, amount)
@@ -314,9 +333,9 @@ async def test_a_killed_project_child_is_started_again_and_later_consumes_reach_
 
 
 async def test_sigterm_to_serve_stops_its_children_and_serve_exits_0(serve: Serve) -> None:
-    await eventually(lambda: len(serve.children()) == 2, CHILD_TIMEOUT_S, "both children")
+    await eventually(lambda: len(serve.children()) == 3, CHILD_TIMEOUT_S, "all three children")
     children = serve.children()
-    assert sorted(children.values()) == ["project", "relay"]
+    assert sorted(children.values()) == ["project", "relay", "write"]
 
     serve.process.send_signal(signal.SIGTERM)
     try:
@@ -328,3 +347,6 @@ async def test_sigterm_to_serve_stops_its_children_and_serve_exits_0(serve: Serv
     await eventually(lambda: serve.logged("background_roles_stopped"), 5, "the last log line")
     assert serve.logged("background_role_killed") == []  # each stopped on SIGTERM, in time
     assert serve.logged("background_role_exited") == []  # none was restarted on the way out
+    assert serve.logged("writer_process_exited") == []  # the writer stopped when asked, not died
+    assert serve.logged("writer_process_killed") == []
+    assert serve.logged("writer_process_stopped")[0]["returncode"] == 0

@@ -1,0 +1,402 @@
+"""The group-commit writer in a process of its own (`ledger serve`, LEDGER_BACKGROUND=process).
+
+In one process the writer's thread and the HTTP event loop share one GIL: each consume cost the
+loop its HTTP work (~200 µs) plus the writer's (~70-100 µs), on one core of two
+(docs/BENCHMARKS.md, round 3). Here the writer runs in a child process, so the two use both
+cores. `WriterProcess` is what the routes call: the same `submit`, `submit_atomic` and
+`submit_each` as `ledger.writer.Writer`, and the same rule, every answer means committed.
+
+The two talk over a socket pair the parent makes (no path on disk, no port). Each message is a
+4-byte big-endian length and a pickle:
+- parent to child: a list of works `(token, atomic, commands)`, commands checked already;
+- child to parent: `(stats, [(token, answer), ...])`, one message per committed batch, the
+  answer being an Outcome, a list of them (atomic), or the LedgerError to raise. The first
+  message, with no answers, says the child is ready.
+Pickle is safe here: both ends are this program, and the socket is inherited, never listened on.
+
+If the child dies, every command it had not answered fails with `unavailable` (the outcome is
+unknown: a retry with the same Idempotency-Key settles it), and it is started again after a
+back-off, as the supervisor does for the follower and the relay. `stop()` closes the parent's
+side for writing; the child answers every command it accepted, then exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import functools
+import itertools
+import os
+import pickle
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import structlog
+
+from api.supervisor import (
+    RESTART_BACKOFF_FIRST_S,
+    RESTART_BACKOFF_MAX_S,
+    RESTART_BACKOFF_RESET_AFTER_S,
+    die_with_parent,
+)
+from ledger import commands as c
+from ledger.errors import LedgerError, UnavailableError
+from ledger.writer import QUEUE_DEPTH_MAX, Submitting, Writer, check_commands
+
+log = structlog.get_logger("api.writer_process")
+
+# Bytes of a message's length prefix.
+LENGTH_BYTES = 4
+# A message larger than this is a bug on the other side: the connection is dropped. Messages
+# are bounded well below it: a frame carries at most FRAME_COMMANDS_MAX commands plus one
+# work (a batch request of at most 1,000 commands within a 1 MiB body), a few MiB in all.
+FRAME_BYTES_MAX = 64 * 1024 * 1024
+# Commands the parent puts in one message before starting another.
+FRAME_COMMANDS_MAX = 1_000
+# Bytes the child reads from the socket at once.
+RECEIVE_BYTES = 1024 * 1024
+# Seconds the parent waits for a new child to say it is ready before giving up on the start.
+READY_TIMEOUT_S = 60.0
+# Seconds the parent waits, on stop, for the child to answer what it accepted and exit.
+DRAIN_TIMEOUT_S = 30.0
+
+
+def frame(payload: Any) -> bytes:
+    body = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
+    return len(body).to_bytes(LENGTH_BYTES, "big") + body
+
+
+def portable(result: Any) -> Any:
+    """An answer the parent can unpickle: a crash that is not a LedgerError travels as a
+    RuntimeError with its text (its class may not pickle); the parent answers it with a 500."""
+    if isinstance(result, BaseException) and not isinstance(result, LedgerError):
+        return RuntimeError(f"{type(result).__name__}: {result}")
+    return result
+
+
+# ------------------------------------------------------------------------------ the parent
+
+
+class WriterProcess(Submitting):
+    """The writer, run in a child process; used like `ledger.writer.Writer`."""
+
+    def __init__(
+        self,
+        environ: Mapping[str, str],
+        *,
+        clock: Callable[[], datetime] = c.utc_now,
+    ) -> None:
+        self.environ = dict(environ)
+        self.clock = clock
+        self.process: subprocess.Popen[bytes] | None = None
+        self.stats: tuple[int, int, int, int] = (0, 0, 0, 0)
+        self._stream: asyncio.StreamWriter | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._restart: asyncio.Task[None] | None = None
+        self._ready: asyncio.Future[None] | None = None
+        self._pending: dict[int, tuple[asyncio.Future[Any], int]] = {}
+        self._depth = 0
+        self._tokens = itertools.count(1)
+        self._outbox: list[tuple[int, bool, list[c.Command]]] = []
+        self._outbox_commands = 0
+        self._flush_scheduled = False
+        self._stopping = False
+        self._started_at = 0.0
+        self._backoff_s = RESTART_BACKOFF_FIRST_S
+
+    @property
+    def batches_committed(self) -> int:
+        return self.stats[0]
+
+    @property
+    def commands_committed(self) -> int:
+        return self.stats[1]
+
+    @property
+    def batches_rerun(self) -> int:
+        return self.stats[2]
+
+    @property
+    def cached_aggregates(self) -> int:
+        return self.stats[3]
+
+    async def start(self) -> None:
+        """Starts the child and waits until it is ready (its store is reachable)."""
+        await self._spawn()
+        assert self._ready is not None
+        try:
+            async with asyncio.timeout(READY_TIMEOUT_S):
+                await self._ready
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        """Every command already accepted is answered; then the child exits."""
+        self._stopping = True
+        if self._restart is not None:
+            self._restart.cancel()
+        self._flush()
+        if self._stream is not None:
+            with contextlib.suppress(OSError, RuntimeError):
+                self._stream.write_eof()
+        if self._reader is not None:
+            try:
+                async with asyncio.timeout(DRAIN_TIMEOUT_S):
+                    await asyncio.shield(self._reader)
+            except TimeoutError:
+                log.error("writer_process_drain_timed_out", pending=len(self._pending))
+        await self._reap(DRAIN_TIMEOUT_S)
+
+    def _enqueue(self, commands: Sequence[c.Command], *, atomic: bool) -> asyncio.Future[Any]:
+        if self._stream is None or self._stopping:
+            raise UnavailableError("the writer is restarting; retry shortly")
+        check_commands(commands, atomic=atomic, now=self.clock())
+        if self._depth + len(commands) > QUEUE_DEPTH_MAX:
+            raise UnavailableError("the writer is overloaded; retry shortly")
+        loop = asyncio.get_running_loop()
+        token = next(self._tokens)
+        future = loop.create_future()
+        self._pending[token] = (future, len(commands))
+        self._depth += len(commands)
+        if self._outbox_commands + len(commands) > FRAME_COMMANDS_MAX:
+            self._flush()
+        self._outbox.append((token, atomic, list(commands)))
+        self._outbox_commands += len(commands)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._flush)  # every command of this loop turn in one message
+        return future
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if not self._outbox:
+            return
+        outbox, self._outbox, self._outbox_commands = self._outbox, [], 0
+        if self._stream is not None:
+            self._stream.write(frame(outbox))
+
+    async def _spawn(self) -> None:
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self.process = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
+                [sys.executable, "-m", "api.writer_process", "--fd", str(child.fileno())],
+                env=self.environ,
+                pass_fds=(child.fileno(),),
+                # Its own session: a Ctrl-C at the terminal reaches serve, which stops it in
+                # order. It gets SIGTERM if serve dies.
+                start_new_session=True,
+                preexec_fn=functools.partial(die_with_parent, os.getpid()),  # noqa: PLW1509
+            )
+        except BaseException:
+            parent.close()
+            raise
+        finally:
+            child.close()
+        self._started_at = time.monotonic()
+        log.info("writer_process_started", pid=self.process.pid)
+        reader, self._stream = await asyncio.open_unix_connection(sock=parent, limit=RECEIVE_BYTES)
+        self._ready = asyncio.get_running_loop().create_future()
+        self._reader = asyncio.create_task(self._read(reader, self._ready))
+
+    async def _read(self, reader: asyncio.StreamReader, ready: asyncio.Future[None]) -> None:
+        try:
+            while True:
+                head = await reader.readexactly(LENGTH_BYTES)
+                size = int.from_bytes(head, "big")
+                if size > FRAME_BYTES_MAX:
+                    log.error("writer_process_message_too_large", bytes=size)
+                    break
+                self.stats, answers = pickle.loads(await reader.readexactly(size))  # noqa: S301
+                if not ready.done():
+                    ready.set_result(None)
+                self._answer(answers)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass  # the child closed its side: it exited, or is exiting
+        except Exception:
+            log.exception("writer_process_read_failed")
+        finally:
+            await self._lost(ready)
+
+    def _answer(self, answers: list[tuple[int, Any]]) -> None:
+        for token, result in answers:
+            entry = self._pending.pop(token, None)
+            if entry is None:
+                continue
+            future, count = entry
+            self._depth -= count
+            if future.cancelled():
+                continue
+            if isinstance(result, BaseException):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+
+    async def _lost(self, ready: asyncio.Future[None]) -> None:
+        """The connection ended: fail what is unanswered, reap the child, restart it."""
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            stream.close()
+        self._outbox, self._outbox_commands = [], 0
+        pending, self._pending, self._depth = self._pending, {}, 0
+        lost = UnavailableError(
+            "the writer stopped before answering; the outcome is unknown: "
+            "retry with the same Idempotency-Key"
+        )
+        for future, _count in pending.values():
+            if not future.done():
+                future.set_exception(lost)
+        returncode = await self._reap(DRAIN_TIMEOUT_S if self._stopping else 5.0)
+        if not ready.done():
+            ready.set_exception(RuntimeError(f"the writer process exited ({returncode})"))
+        if self._stopping:
+            log.info("writer_process_stopped", returncode=returncode)
+            return
+        if time.monotonic() - self._started_at > RESTART_BACKOFF_RESET_AFTER_S:
+            self._backoff_s = RESTART_BACKOFF_FIRST_S
+        log.error(
+            "writer_process_exited",
+            returncode=returncode,
+            unanswered=len(pending),
+            restart_in_s=self._backoff_s,
+        )
+        delay, self._backoff_s = self._backoff_s, min(self._backoff_s * 2, RESTART_BACKOFF_MAX_S)
+        self._restart = asyncio.create_task(self._restart_after(delay))
+
+    async def _restart_after(self, delay: float) -> None:
+        while not self._stopping:
+            await asyncio.sleep(delay)
+            if self._stopping:
+                return
+            try:
+                await self._spawn()
+                return
+            except Exception:  # EAGAIN, ENOMEM: log it, try again later
+                log.exception("writer_process_spawn_failed")
+                delay = min(delay * 2, RESTART_BACKOFF_MAX_S)
+
+    async def _reap(self, timeout_s: float) -> int | None:
+        """Waits for the child to exit; kills it if it does not in time."""
+        process = self.process
+        if process is None:
+            return None
+        try:
+            return await asyncio.to_thread(process.wait, timeout_s)
+        except subprocess.TimeoutExpired:
+            log.error("writer_process_killed", pid=process.pid)
+            process.kill()
+            return await asyncio.to_thread(process.wait)
+
+
+# ------------------------------------------------------------------------------- the child
+
+
+class WriterServer:
+    """The child's side: reads works from the socket, answers each committed batch."""
+
+    def __init__(self, sock: socket.socket, writer: Writer) -> None:
+        self.sock = sock
+        self.writer = writer
+        self._send_lock = threading.Lock()
+        self._broken = False
+
+    def deliver(self, pairs: list[tuple[Any, Any]]) -> None:
+        """Called on the writer's thread with a batch's answers (a Sink)."""
+        self._send([(token, portable(result)) for token, result in pairs])
+
+    def _send(self, answers: list[tuple[Any, Any]]) -> None:
+        writer = self.writer
+        stats = (
+            writer.batches_committed,
+            writer.commands_committed,
+            writer.batches_rerun,
+            writer.cached_aggregates,
+        )
+        message = frame((stats, answers))
+        with self._send_lock:
+            if self._broken:
+                return
+            try:
+                self.sock.sendall(message)
+            except OSError as error:  # the parent is gone: what is committed stays committed
+                self._broken = True
+                log.error("writer_process_parent_gone", error=str(error), answers=len(answers))
+
+    def run(self) -> None:
+        """Says it is ready, then queues works until the parent closes its side (or SIGTERM
+        closes this side for reading: see `stop_reading`)."""
+        self._send([])
+        buffer = bytearray()
+        while True:
+            chunk = self.sock.recv(RECEIVE_BYTES)
+            if not chunk:
+                return
+            buffer += chunk
+            while len(buffer) >= LENGTH_BYTES:
+                size = int.from_bytes(buffer[:LENGTH_BYTES], "big")
+                if size > FRAME_BYTES_MAX:
+                    log.error("writer_process_message_too_large", bytes=size)
+                    return
+                if len(buffer) < LENGTH_BYTES + size:
+                    break
+                works = pickle.loads(buffer[LENGTH_BYTES : LENGTH_BYTES + size])  # noqa: S301
+                del buffer[: LENGTH_BYTES + size]
+                self._accept(works)
+
+    def stop_reading(self, *_: Any) -> None:
+        """SIGTERM's handler: `recv` then reads the end, so `run` returns between messages
+        (an exception raised from the handler could cut an answer in half)."""
+        log.info("writer_process_terminated")
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RD)
+
+    def _accept(self, works: list[tuple[int, bool, list[c.Command]]]) -> None:
+        for token, atomic, commands in works:
+            try:
+                self.writer.enqueue(commands, atomic=atomic, sink=self, token=token)
+            except LedgerError as error:
+                self._send([(token, error)])
+
+
+def main(argv: list[str] | None = None) -> int:
+    from api.collector import tune_collector  # noqa: PLC0415 - the child's imports only
+    from api.logs import configure_logging  # noqa: PLC0415
+    from api.settings import settings_from_env  # noqa: PLC0415
+    from ledger.application import Ledger  # noqa: PLC0415
+
+    parser = argparse.ArgumentParser(prog="api.writer_process")
+    parser.add_argument("--fd", type=int, required=True, help="the inherited socket's descriptor")
+    args = parser.parse_args(argv)
+    settings = settings_from_env()
+    configure_logging(settings.log_format, settings.log_level)
+    if not settings.database_url:
+        log.error("writer_process_needs_database_url")
+        return 2
+    sock = socket.socket(fileno=args.fd)
+    ledger = Ledger(settings.database_url, settings.schema)
+    writer = Writer(ledger)
+    writer.start()
+    tune_collector()
+    server = WriterServer(sock, writer)
+    signal.signal(signal.SIGTERM, server.stop_reading)
+    log.info("writer_process_ready", pid=os.getpid())
+    try:
+        server.run()
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the drain below runs to its end
+        asyncio.run(writer.stop())
+        sock.close()
+        ledger.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
