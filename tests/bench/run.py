@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import os
@@ -93,14 +94,40 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def children_of(pid: int) -> list[int]:
+    found: list[int] = []
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                found.extend(int(p) for p in (task / "children").read_text().split())
+    except OSError:
+        pass
+    return found
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its live descendants: serve, its writer, follower and relay children."""
+    tree, index = [pid], 0
+    while index < len(tree):
+        tree.extend(children_of(tree[index]))
+        index += 1
+    return tree
+
+
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU time of `pid` and its live descendants."""
+    total = 0
+    for member in process_tree(pid):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def settle(pid: int) -> float:
-    """Waits until the service is idle (the follower and relay have caught up with the last
-    run), so that a run is not charged for the previous one's backlog. Returns seconds waited."""
+    """Waits until the service is idle (the writer, follower and relay have caught up with the
+    last run), so that a run is not charged for the previous one's backlog. Returns seconds
+    waited."""
     started = time.monotonic()
     while time.monotonic() - started < SETTLE_TIMEOUT_S:
         before = cpu_seconds(pid)
@@ -124,6 +151,19 @@ def rss_mib(pid: int) -> float | None:
     return None
 
 
+def service_rss_mib(pid: int) -> float | None:
+    """Resident MiB of the API service: serve and its writer child (`api.writer_process`). The
+    follower and relay children are roles a deployment may run elsewhere: not counted."""
+    total = rss_mib(pid)
+    if total is None:
+        return None
+    for child in children_of(pid):
+        with contextlib.suppress(OSError):
+            if b"api.writer_process" in Path(f"/proc/{child}/cmdline").read_bytes():
+                total += rss_mib(child) or 0.0
+    return total
+
+
 class Service:
     """`python -m api.cli serve` in its own process, as `make run` starts it."""
 
@@ -135,7 +175,7 @@ class Service:
         self.process: subprocess.Popen[bytes] | None = None
         self.database_url = ""
         self.nats_url = ""
-        self.rss_mib_max = 0.0  # resident size of the serve process, sampled before each stop
+        self.rss_mib_max = 0.0  # resident size of serve + its writer, sampled before each stop
 
     def start(self) -> None:
         with self.log_path.open("ab") as out:
@@ -174,7 +214,7 @@ class Service:
         """SIGTERM: the service drains, then stops its embedded servers on exit."""
         if self.process is None or self.process.poll() is not None:
             return
-        self.rss_mib_max = max(self.rss_mib_max, rss_mib(self.process.pid) or 0.0)
+        self.rss_mib_max = max(self.rss_mib_max, service_rss_mib(self.process.pid) or 0.0)
         self.process.send_signal(signal.SIGTERM)
         try:
             self.process.wait(timeout=STOP_TIMEOUT_S)
@@ -715,7 +755,7 @@ class Bench:
             if run["non_2xx"] or run["errors"]:
                 raise RuntimeError(f"scenario 7: {run['non_2xx']} non-2xx, {run['errors']} errors")
             touched += run["requests"]
-            rss = rss_mib(self.service.process.pid)
+            rss = service_rss_mib(self.service.process.pid)
             readings.append({"accounts_touched": touched, "rss_mib": rss})
             log(f"scenario 7: {touched:,} accounts touched, service RSS {rss:.0f} MiB")
         self.results["7_memory"] = {
@@ -723,7 +763,7 @@ class Bench:
             "rss_mib_max": max(r["rss_mib"] or 0 for r in readings),
             "rss_mib_last": readings[-1]["rss_mib"],
             "readings": readings,
-            "unit": "resident MiB of the serve process (its follower and relay children apart)",
+            "unit": "resident MiB of serve and its writer child (follower and relay children apart)",
         }
 
     def seed_history(self) -> int:
@@ -875,6 +915,7 @@ class Bench:
                 "--format",
                 "raw",
                 "--threads",
+                "--subprocesses",  # the writer child (and the follower and relay) too
                 "--output",
                 str(out),
             ],
