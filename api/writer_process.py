@@ -6,13 +6,10 @@ loop its HTTP work (~200 µs) plus the writer's (~70-100 µs), on one core of tw
 cores. `WriterProcess` is what the routes call: the same `submit`, `submit_atomic` and
 `submit_each` as `ledger.writer.Writer`, and the same rule, every answer means committed.
 
-The two talk over a socket pair the parent makes (no path on disk, no port). Each message is a
-4-byte big-endian length and a pickle:
-- parent to child: a list of works `(token, atomic, commands)`, commands checked already;
-- child to parent: `(stats, [(token, answer), ...])`, one message per committed batch, the
-  answer being an Outcome, a list of them (atomic), or the LedgerError to raise. The first
-  message, with no answers, says the child is ready.
-Pickle is safe here: both ends are this program, and the socket is inherited, never listened on.
+The two talk over a socket pair the parent makes (no path on disk, no port), in the messages
+of api/writer_wire.py: works from the parent (commands checked already), each loop turn's in
+one message; answers from the child, one message per committed batch. The child's first
+message, with no answers, says it is ready.
 
 If the child dies, every command it had not answered fails with `unavailable` (the outcome is
 unknown: a retry with the same Idempotency-Key settles it), and it is started again after a
@@ -28,7 +25,6 @@ import contextlib
 import functools
 import itertools
 import os
-import pickle
 import signal
 import socket
 import subprocess
@@ -47,14 +43,21 @@ from api.supervisor import (
     RESTART_BACKOFF_RESET_AFTER_S,
     die_with_parent,
 )
+from api.writer_wire import (
+    LENGTH_BYTES,
+    Stats,
+    answers_message,
+    decode_answers,
+    decode_works,
+    encode_work,
+    works_message,
+)
 from ledger import commands as c
 from ledger.errors import LedgerError, UnavailableError
 from ledger.writer import QUEUE_DEPTH_MAX, Submitting, Writer, check_commands
 
 log = structlog.get_logger("api.writer_process")
 
-# Bytes of a message's length prefix.
-LENGTH_BYTES = 4
 # A message larger than this is a bug on the other side: the connection is dropped. Messages
 # are bounded well below it: a frame carries at most FRAME_COMMANDS_MAX commands plus one
 # work (a batch request of at most 1,000 commands within a 1 MiB body), a few MiB in all.
@@ -67,19 +70,6 @@ RECEIVE_BYTES = 1024 * 1024
 READY_TIMEOUT_S = 60.0
 # Seconds the parent waits, on stop, for the child to answer what it accepted and exit.
 DRAIN_TIMEOUT_S = 30.0
-
-
-def frame(payload: Any) -> bytes:
-    body = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
-    return len(body).to_bytes(LENGTH_BYTES, "big") + body
-
-
-def portable(result: Any) -> Any:
-    """An answer the parent can unpickle: a crash that is not a LedgerError travels as a
-    RuntimeError with its text (its class may not pickle); the parent answers it with a 500."""
-    if isinstance(result, BaseException) and not isinstance(result, LedgerError):
-        return RuntimeError(f"{type(result).__name__}: {result}")
-    return result
 
 
 # ------------------------------------------------------------------------------ the parent
@@ -97,7 +87,7 @@ class WriterProcess(Submitting):
         self.environ = dict(environ)
         self.clock = clock
         self.process: subprocess.Popen[bytes] | None = None
-        self.stats: tuple[int, int, int, int] = (0, 0, 0, 0)
+        self.stats: Stats = (0, 0, 0, 0)
         self._stream: asyncio.StreamWriter | None = None
         self._reader: asyncio.Task[None] | None = None
         self._restart: asyncio.Task[None] | None = None
@@ -105,7 +95,7 @@ class WriterProcess(Submitting):
         self._pending: dict[int, tuple[asyncio.Future[Any], int]] = {}
         self._depth = 0
         self._tokens = itertools.count(1)
-        self._outbox: list[tuple[int, bool, list[c.Command]]] = []
+        self._outbox: list[bytes] = []  # encoded works, sent at the end of the loop turn
         self._outbox_commands = 0
         self._flush_scheduled = False
         self._stopping = False
@@ -162,14 +152,15 @@ class WriterProcess(Submitting):
         check_commands(commands, atomic=atomic, now=self.clock())
         if self._depth + len(commands) > QUEUE_DEPTH_MAX:
             raise UnavailableError("the writer is overloaded; retry shortly")
-        loop = asyncio.get_running_loop()
         token = next(self._tokens)
+        encoded = encode_work(token, atomic, list(commands))
+        loop = asyncio.get_running_loop()
         future = loop.create_future()
         self._pending[token] = (future, len(commands))
         self._depth += len(commands)
         if self._outbox_commands + len(commands) > FRAME_COMMANDS_MAX:
             self._flush()
-        self._outbox.append((token, atomic, list(commands)))
+        self._outbox.append(encoded)
         self._outbox_commands += len(commands)
         if not self._flush_scheduled:
             self._flush_scheduled = True
@@ -182,7 +173,7 @@ class WriterProcess(Submitting):
             return
         outbox, self._outbox, self._outbox_commands = self._outbox, [], 0
         if self._stream is not None:
-            self._stream.write(frame(outbox))
+            self._stream.write(works_message(outbox))
 
     async def _spawn(self) -> None:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -215,7 +206,7 @@ class WriterProcess(Submitting):
                 if size > FRAME_BYTES_MAX:
                     log.error("writer_process_message_too_large", bytes=size)
                     break
-                self.stats, answers = pickle.loads(await reader.readexactly(size))  # noqa: S301
+                self.stats, answers = decode_answers(await reader.readexactly(size))
                 if not ready.done():
                     ready.set_result(None)
                 self._answer(answers)
@@ -310,7 +301,7 @@ class WriterServer:
 
     def deliver(self, pairs: list[tuple[Any, Any]]) -> None:
         """Called on the writer's thread with a batch's answers (a Sink)."""
-        self._send([(token, portable(result)) for token, result in pairs])
+        self._send(pairs)
 
     def _send(self, answers: list[tuple[Any, Any]]) -> None:
         writer = self.writer
@@ -320,7 +311,7 @@ class WriterServer:
             writer.batches_rerun,
             writer.cached_aggregates,
         )
-        message = frame((stats, answers))
+        message = answers_message(stats, answers)
         with self._send_lock:
             if self._broken:
                 return
@@ -347,7 +338,7 @@ class WriterServer:
                     return
                 if len(buffer) < LENGTH_BYTES + size:
                     break
-                works = pickle.loads(buffer[LENGTH_BYTES : LENGTH_BYTES + size])  # noqa: S301
+                works = decode_works(memoryview(buffer)[LENGTH_BYTES : LENGTH_BYTES + size])
                 del buffer[: LENGTH_BYTES + size]
                 self._accept(works)
 

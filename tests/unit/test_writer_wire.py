@@ -1,0 +1,177 @@
+"""The messages between serve and its writer process carry every command and every answer
+exactly: what the child decodes is what the parent sent, and the other way round."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import pytest
+
+from api.writer_wire import (
+    COMMAND_TYPES,
+    LENGTH_BYTES,
+    answers_message,
+    decode_answers,
+    decode_works,
+    encode_work,
+    works_message,
+)
+from ledger import commands as c
+from ledger.errors import AtomicBatchFailedError, InsufficientCreditsError
+from ledger.handlers import Outcome
+from ledger.results import AccountView, ApiKeyView, Entry, HoldView, LotView, TenantView, Totals
+
+T, A = "acme", "ada@example.com"
+PLUS_TWO = dt.timezone(dt.timedelta(hours=2))
+LATER = dt.datetime(2031, 5, 6, 7, 8, 9, 123456, tzinfo=PLUS_TWO)  # an offset, not UTC
+NOW = dt.datetime(2026, 11, 22, 7, 0, tzinfo=dt.UTC)
+METADATA = {"plan": "pro", "big": 10**40, "ratio": 0.1, "tags": ["a", None, True], "n": {}}
+
+ONE_OF_EACH: list[c.Command] = [
+    c.CreateTenant(
+        tenant_id=T,
+        name="Acme",
+        settings=c.TenantSettings(signup_bonus=5, purchase_rates={"USD": "100"}),
+    ),
+    c.UpdateTenant(
+        tenant_id=T, settings=c.TenantSettingsPatch(overdraft_limit=10, low_balance_threshold=None)
+    ),
+    c.CreateApiKey(tenant_id=T, scopes=["accounts:read"], name="k", expires_at=LATER),
+    c.RevokeApiKey(tenant_id=T, key_id="key_1"),
+    c.OpenAccount(tenant_id=T, account_id=A, metadata=METADATA, idempotency_key="k1"),
+    c.GrantCredits(tenant_id=T, account_id=A, amount=5, reason="r", expires_at=LATER, priority=3),
+    c.PurchaseCredits(
+        tenant_id=T,
+        account_id=A,
+        price=c.Price(amount="9.99", currency="USD"),
+        payment_ref="pay_1",
+        expires_at=LATER,
+    ),
+    c.ConsumeCredits(
+        tenant_id=T, account_id=A, amount=1, operation="OP", user_id="u", metadata=METADATA
+    ),
+    c.RefundConsumption(tenant_id=T, account_id=A, consumption_id=f"{'a' * 32}.7", reason="r"),
+    c.PlaceHold(tenant_id=T, account_id=A, amount=3, operation="OP", expires_in_s=60),
+    c.CaptureHold(tenant_id=T, account_id=A, hold_id="h", amount=2),
+    c.ReleaseHold(tenant_id=T, account_id=A, hold_id="h"),
+    c.AdjustBalance(tenant_id=T, account_id=A, amount=-4, reason="r"),
+    c.ExpireCredits(tenant_id=T, account_id=A),
+    c.GetAccount(tenant_id=T, account_id=A),
+    c.GetHold(tenant_id=T, account_id=A, hold_id="h"),
+    c.GetTenant(tenant_id=T),
+]
+
+
+def body_of(message: bytes) -> bytes:
+    assert int.from_bytes(message[:LENGTH_BYTES], "big") == len(message) - LENGTH_BYTES
+    return message[LENGTH_BYTES:]
+
+
+def test_every_command_type_is_listed_once_and_sampled_here() -> None:
+    assert len(set(COMMAND_TYPES)) == len(COMMAND_TYPES)
+    assert {type(command) for command in ONE_OF_EACH} == set(COMMAND_TYPES)
+
+
+def test_works_arrive_as_sent_with_big_integers_and_utc_offsets_kept() -> None:
+    works = [(index, index % 2 == 0, [command]) for index, command in enumerate(ONE_OF_EACH)]
+    works.append((99, True, ONE_OF_EACH[4:9]))
+    message = works_message([encode_work(token, atomic, cmds) for token, atomic, cmds in works])
+    decoded = decode_works(body_of(message))
+    assert decoded == [(token, atomic, cmds) for token, atomic, cmds in works]
+    grant = decoded[5][2][0]
+    assert isinstance(grant, c.GrantCredits) and grant.expires_at is not None
+    assert grant.expires_at.utcoffset() == dt.timedelta(hours=2)  # not turned into UTC
+    assert c.fingerprint(grant) == c.fingerprint(ONE_OF_EACH[5])  # idempotency sees no change
+
+
+def entry(position: int) -> Entry:
+    return Entry(
+        entry_id=f"{uuid.uuid4().hex}.{position}",
+        account_id=A,
+        type="consume",
+        amount=-1,
+        balance=10**30,
+        available=10,
+        held=0,
+        version=position,
+        position=position,
+        recorded_at=NOW,
+        expires_at=LATER,
+        metadata=METADATA,
+    )
+
+
+def test_answers_arrive_as_sent_outcomes_atomic_lists_and_errors_with_their_fields() -> None:
+    account = AccountView(
+        account_id=A,
+        balance=5,
+        available=5,
+        held=0,
+        version=3,
+        metadata=METADATA,
+        lots=[LotView(lot_id="l", source="grant", remaining=5, expires_at=LATER, priority=1)],
+        totals=Totals(granted=5, purchased=0, consumed=0, refunded=0, expired=0, adjusted=0),
+        created_at=NOW,
+        updated_at=NOW,
+    )
+    key = ApiKeyView(
+        key_id="k", name="n", scopes=["accounts:read"], key_prefix="lk_", created_at=NOW, key="s"
+    )
+    views = [
+        entry(1),
+        account,
+        HoldView(
+            hold_id="h",
+            account_id=A,
+            amount=3,
+            operation="OP",
+            status="active",
+            expires_at=LATER,
+            created_at=NOW,
+        ),
+        key,
+        TenantView(
+            tenant_id=T,
+            name="Acme",
+            settings={"signup_bonus": 5},
+            version=1,
+            created_at=NOW,
+            updated_at=NOW,
+            api_key=key,
+        ),
+    ]
+    short = InsufficientCreditsError("not enough", available=4)
+    failed = AtomicBatchFailedError("commands[1] failed", index=1, cause=short)
+    pairs: list[tuple[int, object]] = [
+        (index, Outcome(value=view, created=index % 2 == 0, replayed=index == 3))
+        for index, view in enumerate(views)
+    ]
+    pairs += [
+        (10, [Outcome(value=entry(2)), Outcome(value=entry(3), replayed=True)]),
+        (11, short),
+        (12, failed),
+        (13, ValueError("a crash")),
+        (14, Outcome(value=c.Price(amount="1", currency="USD"))),  # a type not listed: pickled
+    ]
+    stats, decoded = decode_answers(body_of(answers_message((1, 2, 3, 4), pairs)))
+    assert stats == (1, 2, 3, 4)
+    assert [token for token, _ in decoded] == [token for token, _ in pairs]
+    for (_, sent), (_, got) in zip(pairs[:6], decoded[:6], strict=True):
+        assert got == sent
+    assert decoded[0][1].value.expires_at.utcoffset() == dt.timedelta(hours=2)
+    got_short, got_failed, crash = decoded[6][1], decoded[7][1], decoded[8][1]
+    assert isinstance(got_short, InsufficientCreditsError)
+    assert (got_short.detail, got_short.available, got_short.code) == ("not enough", 4, short.code)
+    assert isinstance(got_failed, AtomicBatchFailedError) and got_failed.index == 1
+    assert isinstance(got_failed.cause, InsufficientCreditsError)
+    assert isinstance(crash, RuntimeError) and "ValueError: a crash" in str(crash)
+    assert decoded[9][1] == pairs[9][1]
+
+
+@pytest.mark.parametrize("command", ONE_OF_EACH, ids=lambda command: type(command).__name__)
+def test_each_command_alone_round_trips(command: c.Command) -> None:
+    [(token, atomic, [got])] = decode_works(
+        body_of(works_message([encode_work(7, False, [command])]))
+    )
+    assert (token, atomic, got) == (7, False, command)
