@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import secrets
 import time
-import uuid
 from typing import Any
 
 import msgspec
@@ -17,6 +18,10 @@ from api.problems import PROBLEM_MEDIA_TYPE, problem
 log = structlog.get_logger("api.request")
 
 REQUEST_ID_LENGTH_MAX = 128
+# Request ids made here: a random prefix per process and a counter, unique across processes and
+# restarts without a uuid4 per request (3.6% of the HTTP loop's samples in scenario 1).
+_REQUEST_ID_PREFIX = secrets.token_hex(6)
+_request_numbers = itertools.count(1)
 # A request not answered within this is answered 503 (streams excepted). A command may still
 # commit after it: the answer says so, and the Idempotency-Key makes a retry safe.
 REQUEST_TIMEOUT_S = 30.0
@@ -39,7 +44,11 @@ def request_context(metrics_of: Any) -> Any:
                 return
             headers = dict(scope.get("headers") or [])
             given = headers.get(b"x-request-id", b"").decode("latin-1")[:REQUEST_ID_LENGTH_MAX]
-            request_id = given if given.isprintable() and given else uuid.uuid4().hex
+            request_id = (
+                given
+                if given.isprintable() and given
+                else f"{_REQUEST_ID_PREFIX}{next(_request_numbers):010x}"
+            )
             path_params = scope.get("path_params") or {}
             structlog.contextvars.clear_contextvars()
             structlog.contextvars.bind_contextvars(request_id=request_id)

@@ -278,3 +278,14 @@ async def test_a_batch_idempotency_key_too_long_to_number_its_commands_is_refuse
         headers={**tenant.headers, "Idempotency-Key": "k" * 252},
     )
     assert_problem(response, 400, "validation_error")
+
+
+async def test_every_answer_carries_a_request_id_the_callers_or_one_of_its_own(
+    client: Client, tenant: Tenant
+) -> None:
+    given = await client.get("/health/live", headers={"X-Request-Id": "trace-7"})
+    first = await client.get("/v1/accounts/nobody", headers=tenant.headers)
+    second = await client.get("/v1/accounts/nobody", headers=tenant.headers)
+    assert given.headers["x-request-id"] == "trace-7"
+    made = [first.headers["x-request-id"], second.headers["x-request-id"]]
+    assert made[0] != made[1] and all(len(x) >= 16 and x.isalnum() for x in made)
