@@ -105,6 +105,9 @@ class Runtime:
         metrics.gauge("ledger_writer_commands_committed", lambda: writer.commands_committed)
         metrics.gauge("ledger_writer_batches_rerun", lambda: writer.batches_rerun)
         metrics.gauge("ledger_writer_cache_aggregates", lambda: writer.cached_aggregates)
+        metrics.gauge("ledger_writer_ready", lambda: int(writer.ready))
+        if isinstance(writer, WriterProcess):
+            metrics.gauge("ledger_writer_process_restarts", lambda: writer.restarts)
         mapper = new_mapper()
         services = Services(settings, ledger, writer, auth, key_usage, metrics, mapper)
         pool = await asyncpg.create_pool(database_url, min_size=1, max_size=READ_POOL_SIZE_MAX)

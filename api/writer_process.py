@@ -87,7 +87,8 @@ class WriterProcess(Submitting):
         self.environ = dict(environ)
         self.clock = clock
         self.process: subprocess.Popen[bytes] | None = None
-        self.stats: Stats = (0, 0, 0, 0)
+        self.stats: Stats = (0, 0, 0, 0)  # the child's counters, as of its last answer
+        self.restarts = 0  # children that died and were started again
         self._stream: asyncio.StreamWriter | None = None
         self._reader: asyncio.Task[None] | None = None
         self._restart: asyncio.Task[None] | None = None
@@ -117,6 +118,18 @@ class WriterProcess(Submitting):
     @property
     def cached_aggregates(self) -> int:
         return self.stats[3]
+
+    @property
+    def ready(self) -> bool:
+        """Connected to a child that said it is ready: false while one is (re)starting."""
+        ready = self._ready
+        return (
+            self._stream is not None
+            and ready is not None
+            and ready.done()
+            and not ready.cancelled()
+            and ready.exception() is None
+        )
 
     async def start(self) -> None:
         """Starts the child and waits until it is ready (its store is reachable)."""
@@ -259,6 +272,7 @@ class WriterProcess(Submitting):
             unanswered=len(pending),
             restart_in_s=self._backoff_s,
         )
+        self.restarts += 1
         delay, self._backoff_s = self._backoff_s, min(self._backoff_s * 2, RESTART_BACKOFF_MAX_S)
         self._restart = asyncio.create_task(self._restart_after(delay))
 

@@ -392,6 +392,10 @@ class Writer(Submitting):
     def cached_aggregates(self) -> int:
         return len(self.cache)
 
+    @property
+    def ready(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
     # ------------------------------------------------------------ asyncio side
 
     def start(self) -> None:

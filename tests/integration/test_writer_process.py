@@ -68,6 +68,7 @@ async def test_the_child_answers_as_the_thread_does_values_and_errors_alike(
 ) -> None:
     async with writer_process(database_url, schema) as remote:
         assert remote.process is not None and remote.process.pid != os.getpid()
+        assert remote.ready and remote.restarts == 0
         await open_funded(remote, T, {"ada": 10})  # type: ignore[arg-type]
         first = await remote.submit(consume(3, "k1"))
         again = await remote.submit(consume(3, "k1"))
@@ -141,7 +142,9 @@ async def test_a_killed_child_loses_nothing_acknowledged_and_a_retry_applies_not
         assert failures, "the kill should have cut some commands off"
         assert all(isinstance(f, UnavailableError) for f in failures), failures[:3]
 
+        assert not remote.ready  # the child is gone until it is started again
         await until_answering(remote)
+        assert remote.ready and remote.restarts == 1
         assert remote.process is not None and remote.process.pid != killed.pid
         # Every acknowledged consume is stored (some cut-off ones may be too: unknown outcome).
         committed = initial - await balance(writer, T, "ada")
