@@ -43,6 +43,21 @@ class StoredRow(NamedTuple):
     entry_version: int | None
 
 
+class EventColumns(NamedTuple):
+    """A batch's events as the insert's four arrays, in the order they are stored."""
+
+    originator_ids: list[Any]
+    originator_versions: list[int]
+    topics: list[str]
+    states: list[bytes]
+
+    def add(self, originator_id: Any, originator_version: int, topic: str, state: bytes) -> None:
+        self.originator_ids.append(originator_id)
+        self.originator_versions.append(originator_version)
+        self.topics.append(topic)
+        self.states.append(state)
+
+
 class LedgerRecorder(PostgresApplicationRecorder):
     def __init__(
         self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"
@@ -98,24 +113,30 @@ class LedgerRecorder(PostgresApplicationRecorder):
             "INSERT INTO {0} (" + _RESULT_COLUMNS + ") SELECT * FROM unnest(" + _RESULT_ARRAYS + ")"
         ).format(self.results_table)
 
-    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
-        results: Sequence[StoredRow] = kwargs.get("results") or ()
-        if not stored_events and not results:
-            return []
-        columns = (
-            [event.originator_id for event in stored_events],
-            [event.originator_version for event in stored_events],
-            [event.topic for event in stored_events],
-            [event.state for event in stored_events],
-        )
+        columns = EventColumns([], [], [], [])
+        for event in stored_events:
+            columns.add(event.originator_id, event.originator_version, event.topic, event.state)
+        positions = self.insert_columns(columns, kwargs.get("results") or ())
+        return [
+            positions[(event.originator_id, event.originator_version)] for event in stored_events
+        ]
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def insert_columns(
+        self, columns: EventColumns, results: Sequence[StoredRow] = ()
+    ) -> dict[tuple[Any, int], int]:
+        """Inserts the events and the results in one transaction; the events' notification ids
+        (positions) by (originator_id, originator_version)."""
+        if not columns.originator_ids and not results:
+            return {}
         result_columns = tuple(list(column) for column in zip(*results, strict=True))
         with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as cursor:
-            if not stored_events:
+            if not columns.originator_ids:
                 cursor.execute(self.insert_results_statement, result_columns, binary=True)
-                return []
+                return {}
             for statement in self.lock_table_statements:
                 cursor.execute(statement, prepare=True)
             cursor.execute(SQL("NOTIFY {0}").format(Identifier(self.channel_name)))
@@ -126,11 +147,10 @@ class LedgerRecorder(PostgresApplicationRecorder):
             else:
                 cursor.execute(self.insert_unnest_statement, columns, binary=True)
             rows = cursor.fetchall()
-        ids = {
+        return {
             (row["originator_id"], row["originator_version"]): row["notification_id"]
             for row in rows
         }
-        return [ids[(event.originator_id, event.originator_version)] for event in stored_events]
 
     def select_results(self, ids: Sequence[UUID]) -> list[StoredRow]:
         """The stored results among the given ids (one query for a whole batch's keys)."""

@@ -26,7 +26,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
 import msgspec
@@ -535,10 +535,10 @@ class Writer(Submitting):
             None,
         )
         try:
-            recordings = (
-                self.ledger.save(*session.touched.values(), results=results_rows(session))
+            positions = (
+                self.ledger.record(session.touched.values(), results_rows(session))
                 if session.has_pending()
-                else []
+                else {}
             )
         except (IntegrityError, PersistenceError) as error:
             # The commit may have succeeded with its acknowledgement lost (the library retries
@@ -546,7 +546,7 @@ class Writer(Submitting):
             outcome = self._committed(probe, next(iter(session.results.values()), None))
             if outcome is True:
                 log.warning("writer_commit_ack_lost", commands=len(pending), error=str(error)[:200])
-                recordings = []
+                positions = {}
             else:
                 session.evict_all()
                 if isinstance(error, IntegrityError) and outcome is False:
@@ -561,7 +561,7 @@ class Writer(Submitting):
                     )
                     self._fail(pending, UnavailableError(detail))
                 return
-        self._after_commit(pending, session, results, recordings)
+        self._after_commit(pending, session, results, positions)
 
     def _committed(self, probe: Any, result: StoredResult | None) -> bool | None:
         """Whether the batch's first event (or, with none, its first result) is stored exactly
@@ -579,16 +579,14 @@ class Writer(Submitting):
         return False
 
     def _after_commit(
-        self, works: list[Work], session: BatchSession, results: dict[int, Any], recordings: Any
+        self,
+        works: list[Work],
+        session: BatchSession,
+        results: dict[int, Any],
+        positions: dict[tuple[UUID, int], int],
     ) -> None:
         for aggregate_id, aggregate in session.touched.items():
             self.cache.put(aggregate, session.loaded_at[aggregate_id])
-        positions: dict[tuple[UUID, int], int] = {
-            (cast(UUID, r.notification.originator_id), r.notification.originator_version): (
-                r.notification.id
-            )
-            for r in recordings
-        }
         self._fill_positions(works, results, positions)
         self.batches_committed += 1
         self.commands_committed += sum(len(work.commands) for work in works)

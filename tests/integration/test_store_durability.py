@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -95,22 +96,22 @@ async def test_a_commit_whose_acknowledgement_was_lost_is_answered_once_and_appl
     from tests.integration.helpers import stored_event_count
 
     await open_funded(writer, T, {"a": 100})
-    original_save = ledger.save
+    original_record = ledger.record  # what the writer saves a batch with
     calls = 0
 
-    def save_then_lose_the_ack(*aggregates: object, **kwargs: object) -> object:
+    def record_then_lose_the_ack(*args: Any, **kwargs: Any) -> object:
         nonlocal calls
         calls += 1
-        original_save(*aggregates, **kwargs)
+        original_record(*args, **kwargs)
         raise OperationalError("server closed the connection unexpectedly")
 
-    ledger.save = save_then_lose_the_ack  # type: ignore[method-assign]
+    ledger.record = record_then_lose_the_ack  # type: ignore[method-assign]
     try:
         outcome = await writer.submit(
             c.ConsumeCredits(tenant_id=T, account_id="a", amount=10, operation="op")
         )
     finally:
-        ledger.save = original_save  # type: ignore[method-assign]
+        ledger.record = original_record  # type: ignore[method-assign]
     assert calls == 1
     assert outcome.value.balance == 90  # type: ignore[attr-defined]
     assert outcome.value.position > 0  # type: ignore[attr-defined]
