@@ -6,6 +6,8 @@ writer fills it in after the commit, since only the database knows it.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from datetime import datetime
 from typing import Any
 
@@ -131,22 +133,33 @@ _ENTRY_FIELDS = (
 )
 
 
+@functools.cache
+def _entry_fields(event_class: type[Any]) -> tuple[str, ...]:
+    """The optional entry fields an event class has (asked once per class, not per event)."""
+    names = {field.name for field in dataclasses.fields(event_class)}
+    return tuple(name for name in _ENTRY_FIELDS if name in names)
+
+
 def entry_from_event(event: Account.Event | Account.Opened, position: int = 0) -> Entry:
     """The public entry of one account event; needs nothing but the event."""
-    optional = {name: getattr(event, name) for name in _ENTRY_FIELDS if hasattr(event, name)}
+    state = vars(event)
+    optional = {name: state[name] for name in _entry_fields(type(event)) if name in state}
     if not optional.get("metadata"):
         optional.pop("metadata", None)
+    version = state["originator_version"]
+    balance = state["balance"]
+    held = state["held"]
     return Entry(
-        entry_id=entry_id(event.originator_id, event.originator_version),
-        account_id=event.account_id,
+        entry_id=entry_id(state["originator_id"], version),
+        account_id=state["account_id"],
         type=event.entry_type,
-        amount=event.amount,
-        balance=event.balance,
-        available=event.balance - event.held,
-        held=event.held,
-        version=event.originator_version,
+        amount=state["amount"],
+        balance=balance,
+        available=balance - held,
+        held=held,
+        version=version,
         position=position,
-        recorded_at=event.timestamp,
+        recorded_at=state["timestamp"],
         **optional,
     )
 
