@@ -156,7 +156,7 @@ class LedgerRecorder(PostgresApplicationRecorder):
         """The stored results among the given ids (one query for a whole batch's keys)."""
         if not ids:
             return []
-        statement = SQL("SELECT " + _RESULT_COLUMNS + " FROM {0} WHERE id = ANY(%s::uuid[])")
+        statement = SQL("SELECT " + _RESULT_COLUMNS + " FROM {0} WHERE id = ANY(%b::uuid[])")
         with self.datastore.get_connection() as conn, conn.cursor() as cursor:
             cursor.execute(statement.format(self.results_table), (list(ids),), binary=True)
             return [StoredRow(**row) for row in cursor.fetchall()]
