@@ -137,6 +137,9 @@ class BatchSession:
         self.touched: dict[UUID, Any] = {}
         self.loaded_at: dict[UUID, float] = {}
         self.versions_at_load: dict[UUID, int] = {}
+        # Touched aggregates that are the cache's own objects: after the commit the cache
+        # holds them already, as they are.
+        self.from_cache: set[UUID] = set()
         # Stored results: those this batch made (saved with its events), and those it found.
         self.results: dict[UUID, StoredResult] = {}
         self.found_results: dict[UUID, StoredResult] = {}
@@ -210,6 +213,7 @@ class BatchSession:
             cached = self.cache.get(aggregate_id)
             if cached is not None:
                 aggregate, loaded_at = cached
+                self.from_cache.add(aggregate_id)
                 if fresh:  # another replica may have written since: catch up before answering
                     for event in self.ledger.events.get(aggregate_id, gt=aggregate.version):
                         event.mutate(aggregate)  # type: ignore[attr-defined]
@@ -259,7 +263,9 @@ class BatchSession:
 
     def checkpoint(self) -> None:
         """What the command did so far stands whatever follows (an expiry sweep)."""
-        self.command_seen = {i: len(self.touched[i].pending_events) for i in self.command_seen}
+        if self.command_seen:  # empty at the start of every command
+            touched = self.touched
+            self.command_seen = {i: len(touched[i].pending_events) for i in self.command_seen}
 
     def changed(self, seen: dict[UUID, int]) -> bool:
         return any(len(self.touched[i].pending_events) != n for i, n in seen.items())
@@ -586,7 +592,8 @@ class Writer(Submitting):
         positions: dict[tuple[UUID, int], int],
     ) -> None:
         for aggregate_id, aggregate in session.touched.items():
-            self.cache.put(aggregate, session.loaded_at[aggregate_id])
+            if aggregate_id not in session.from_cache:
+                self.cache.put(aggregate, session.loaded_at[aggregate_id])
         self._fill_positions(works, results, positions)
         self.batches_committed += 1
         self.commands_committed += sum(len(work.commands) for work in works)
