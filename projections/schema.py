@@ -13,20 +13,30 @@ TABLES = ("rm_entries", "rm_accounts", "rm_usage", "rm_tracking")
 
 
 def index_statements(schema: str) -> list[str]:
-    """The secondary indexes: a rebuild creates them after loading, in one pass each, instead
-    of inserting millions of random keys into them one at a time."""
+    """The secondary indexes whose keys come in random order: a rebuild creates them after
+    loading, in one pass each, instead of inserting millions of random keys into them."""
     s = f'"{schema}"'
     return [
         f"CREATE INDEX IF NOT EXISTS rm_entries_account ON {s}.rm_entries "
         "(tenant_id, account_id, position)",
         f"CREATE INDEX IF NOT EXISTS rm_entries_as_of ON {s}.rm_entries "
         "(tenant_id, account_id, recorded_at)",
-        f"CREATE INDEX IF NOT EXISTS rm_entries_tenant ON {s}.rm_entries (tenant_id, position)",
     ]
 
 
+def appended_index_statements(schema: str) -> list[str]:
+    """The secondary index whose keys come in order within each tenant: a load appends to
+    it at little cost, where building it after the load took 1.5 s of 1M entries."""
+    s = f'"{schema}"'
+    return [f"CREATE INDEX IF NOT EXISTS rm_entries_tenant ON {s}.rm_entries (tenant_id, position)"]
+
+
 def create_statements(schema: str, *, indexes: bool = True) -> list[str]:
-    return table_statements(schema) + (index_statements(schema) if indexes else [])
+    return (
+        table_statements(schema)
+        + appended_index_statements(schema)
+        + (index_statements(schema) if indexes else [])
+    )
 
 
 def table_statements(schema: str) -> list[str]:
