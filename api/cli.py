@@ -226,6 +226,9 @@ async def run_relay(settings: Settings) -> None:
 
 async def run_rebuild(settings: Settings) -> None:
     follower = Follower(database_url(settings), settings.schema, new_mapper())
+    # A rebuild holds every account in memory: with the default thresholds, each full
+    # collection would walk them all again, every few thousand events.
+    tune_collector()
     started = time.monotonic()
 
     def progress(events: int, position: int) -> None:

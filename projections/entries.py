@@ -190,13 +190,12 @@ def entries_of_rows(mapper: Mapper[UUID], rows: Iterable[Any]) -> list[tuple[str
 
 @dataclass
 class Changes:
-    """What one batch of entries does to the read models. A rebuild derives the accounts from
-    the entries at the end and passes accounts=False."""
+    """What a batch of entries does to the read models. A rebuild hands every batch the same
+    `accounts` and `usage`, so they add up over the whole history."""
 
     entry_rows: list[tuple[Any, ...]] = field(default_factory=list)
     accounts: dict[tuple[str, str], list[Any]] = field(default_factory=dict)
     usage: dict[tuple[str, date, str, str], list[int]] = field(default_factory=dict)
-    track_accounts: bool = True
 
     def add(self, tenant_id: str, entry: Entry) -> None:
         self.entry_rows.append(
@@ -213,11 +212,6 @@ class Changes:
                 _encoder.encode(entry).decode(),
             )
         )
-        if self.track_accounts:
-            self._track_account(tenant_id, entry)
-        self._count_usage(tenant_id, entry)
-
-    def _track_account(self, tenant_id: str, entry: Entry) -> None:
         key = (tenant_id, entry.account_id)
         known = self.accounts.get(key)
         created_at = known[6] if known else entry.recorded_at
@@ -231,6 +225,7 @@ class Changes:
             created_at,
             entry.recorded_at,
         ]
+        self._count_usage(tenant_id, entry)
 
     def _count_usage(self, tenant_id: str, entry: Entry) -> None:
         if entry.type not in ("consume", "capture", "refund") or entry.operation is None:

@@ -25,6 +25,7 @@ from ledger import commands as c
 from ledger.application import Ledger, new_mapper
 from ledger.errors import LedgerError
 from ledger.writer import Writer
+from projections import follower as follower_module
 from projections.audit import compare_with_read_models
 from projections.entries import FIELDS_NOT_DECODED, decode_entries, entries_of_rows
 from projections.follower import Follower
@@ -407,9 +408,20 @@ def test_what_the_fast_decoder_does_not_know_goes_through_the_library_mapper() -
     assert entry.metadata == {"when": datetime(2026, 1, 1, tzinfo=UTC)}
 
 
+@pytest.mark.parametrize(
+    ("batch_size", "usage_keys_max"),
+    [(10_000, 200_000), (7, 3)],  # one batch, usage summed in memory; many, usage staged
+)
 async def test_a_rebuild_of_every_kind_of_entry_equals_the_live_read_models(
-    writer: Writer, database_url: str, schema: str
+    writer: Writer,
+    database_url: str,
+    schema: str,
+    monkeypatch: pytest.MonkeyPatch,
+    batch_size: int,
+    usage_keys_max: int,
 ) -> None:
+    monkeypatch.setattr(follower_module, "REBUILD_BATCH_SIZE_MAX", batch_size)
+    monkeypatch.setattr(follower_module, "REBUILD_USAGE_KEYS_MAX", usage_keys_max)
     await every_kind_of_entry(writer, "kinds")
     await drive(writer, "kinds-2", [(op, i, 9) for i in range(6) for op in ALL_STEPS])
     live = Follower(database_url, schema, new_mapper(), batch_size_max=7)
@@ -422,6 +434,37 @@ async def test_a_rebuild_of_every_kind_of_entry_equals_the_live_read_models(
         assert events == live.position  # every event read, once
         assert await read_models(conn, schema) == before
         assert await live.read_position(conn) == live.position
+    finally:
+        await conn.close()
+
+
+async def test_a_rebuild_that_fails_midway_leaves_no_rows_and_the_follower_starts_from_zero(
+    writer: Writer, database_url: str, schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await drive(writer, "halfway", [(op, i, 9) for i in range(6) for op in ALL_STEPS])
+    monkeypatch.setattr(follower_module, "REBUILD_BATCH_SIZE_MAX", 10)
+    copies = 0
+    failing = Follower(database_url, schema, new_mapper())
+    copy_entries = failing._copy_entries
+
+    async def fail_on_the_third_batch(conn: asyncpg.Connection, changes: Any) -> None:
+        nonlocal copies
+        copies += 1
+        if copies == 3:
+            raise Crash
+        await copy_entries(conn, changes)
+
+    monkeypatch.setattr(failing, "_copy_entries", fail_on_the_third_batch)
+    with pytest.raises(Crash):
+        await failing.rebuild()
+    conn = await asyncpg.connect(database_url)
+    try:
+        assert await conn.fetchval(f'SELECT count(*) FROM "{schema}".rm_entries') == 0
+        follower = Follower(database_url, schema, new_mapper())
+        assert await follower.read_position(conn) == 0
+        await follower.catch_up(conn)
+        report = await compare_with_read_models(conn, schema, new_mapper(), "halfway")
+        assert report["ok"], report["mismatches"]
     finally:
         await conn.close()
 
