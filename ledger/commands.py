@@ -316,7 +316,13 @@ def check(command: Command, now: datetime) -> None:  # noqa: C901, PLR0915 - a b
         check_idempotency_key(command.idempotency_key)
     if isinstance(command, AccountCommand):
         check_account_id(command.account_id)
-    match command:
+    match command:  # the classes are disjoint: the most frequent first, a match costs a check each
+        case ConsumeCredits():
+            check_amount(command.amount)
+            check_text(command.operation, "operation")
+            check_text(command.resource, "resource", required=False)
+            check_text(command.user_id, "user_id", required=False)
+            check_metadata(command.metadata)
         case CreateTenant():
             check_text(command.name, "name")
             check_settings(command.settings)
@@ -354,12 +360,6 @@ def check(command: Command, now: datetime) -> None:  # noqa: C901, PLR0915 - a b
                     f"payment_ref must be 1-{PAYMENT_REF_LENGTH_MAX} printable characters"
                 )
             check_expires_at(command.expires_at, now)
-            check_metadata(command.metadata)
-        case ConsumeCredits():
-            check_amount(command.amount)
-            check_text(command.operation, "operation")
-            check_text(command.resource, "resource", required=False)
-            check_text(command.user_id, "user_id", required=False)
             check_metadata(command.metadata)
         case RefundConsumption():
             check_text(command.consumption_id, "consumption_id")
