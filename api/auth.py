@@ -135,7 +135,7 @@ class Authenticator:
         if hmac.compare_digest(key.encode(), self.admin_key.encode()):
             self._limit("admin")
             return Principal(is_admin=True, tenant_id=None, key_id=None, scopes=frozenset())
-        if not key.startswith(API_KEY_PREFIX) or not KEY_PATTERN.match(key):
+        if not key.startswith(API_KEY_PREFIX) or not KEY_PATTERN.fullmatch(key):
             raise ApiError("unauthorized", "the API key is malformed")
         key_hash = hash_api_key(key)
         self._limit(key_hash)

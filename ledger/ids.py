@@ -112,7 +112,7 @@ def is_printable_without_space(value: str) -> bool:
 
 @functools.lru_cache(maxsize=VALID_ID_CACHE_SIZE)
 def _is_tenant_id(tenant_id: str) -> bool:
-    return TENANT_ID_PATTERN.match(tenant_id) is not None
+    return TENANT_ID_PATTERN.fullmatch(tenant_id) is not None  # `$` alone admits a final "\n"
 
 
 def check_tenant_id(tenant_id: str) -> str:

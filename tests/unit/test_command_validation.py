@@ -31,7 +31,7 @@ def test_the_largest_amount_is_accepted() -> None:
     c.check(c.GrantCredits(**BASE, amount=AMOUNT_MAX, reason="r"), START)
 
 
-@pytest.mark.parametrize("tenant_id", ["A", "-acme", "a", "acme_corp", "x" * 64])
+@pytest.mark.parametrize("tenant_id", ["A", "-acme", "a", "acme_corp", "x" * 64, "acme\n"])
 def test_tenant_ids_follow_the_pattern(tenant_id: str) -> None:
     refused(c.OpenAccount(tenant_id=tenant_id, account_id="a"))
 
