@@ -130,6 +130,8 @@ def _plain_json(raw: msgspec.Raw) -> Any:
     if not raw:
         return None
     data = bytes(raw)
+    if data == b"{}":
+        return {}  # most metadata
     if _TAGGED_MARK in data:
         raise _NotFastError
     return msgspec.json.decode(data)
@@ -142,7 +144,8 @@ def _fast_entry(
     if s.class_version != kind.class_version:
         raise _NotFastError  # an older version: the class's upcasts apply
     for name in kind.undeclared:
-        if getattr(s, name):
+        value = getattr(s, name)
+        if value is not None and (value or not isinstance(value, msgspec.Raw)):
             raise _NotFastError  # a key the class does not declare: the mapper decides
     return s.tenant_id, Entry(
         entry_id=entry_id(originator_id, version),

@@ -380,8 +380,9 @@ async def test_the_follower_decodes_every_account_event_as_the_library_mapper_do
 
 
 def test_what_the_fast_decoder_does_not_know_goes_through_the_library_mapper() -> None:
-    """An older class version (upcast by the library) and metadata holding a value the
-    transcoder turns into an object are decoded by the mapper, so the result is the same."""
+    """An older class version (upcast by the library), metadata holding a value the
+    transcoder turns into an object and a key the class does not declare are decoded by the
+    mapper, so the result is the same."""
     account = uuid4()
     state = {
         "timestamp": {"_type_": "datetime_iso", "_data_": "2026-01-02T03:04:05.000006+00:00"},
@@ -402,7 +403,8 @@ def test_what_the_fast_decoder_does_not_know_goes_through_the_library_mapper() -
     tagged = (2, account, 3, topic, json.dumps({**state, "class_version": 2}).encode())
     plain = {**state, "metadata": {"k": 1}, "drawn_lots": None, "class_version": 2}
     fast = (3, account, 4, topic, json.dumps(plain).encode())
-    rows = [version_1, tagged, fast]
+    undeclared = (4, account, 5, topic, json.dumps({**plain, "reason": ""}).encode())
+    rows = [version_1, tagged, fast, undeclared]
     assert entries_of_rows(new_mapper(), rows) == decode_entries(new_mapper(), rows)
     entry = entries_of_rows(new_mapper(), [tagged])[0][1]
     assert entry.metadata == {"when": datetime(2026, 1, 1, tzinfo=UTC)}
