@@ -54,6 +54,7 @@ PACED_CALIBRATION_S = 4  # (short runs measure the answer time; the rate achieve
 PACED_CALIBRATION_ROUNDS = 2
 PACED_DELAY_MAX_MS = 100
 SEED_EVENTS = 1_000_000  # scenario 4: events on the long-history account
+PYTHON_SPEED_REPEATS = 15  # timings of python_speed_ms(), median taken
 MEMORY_ACCOUNTS = 1_000_000  # scenario 7: distinct accounts touched before RSS is read
 MEMORY_STEP_S = 30  # scenario 7: seconds per wrk run between RSS readings
 MEMORY_CONNECTIONS = 64
@@ -135,6 +136,18 @@ def settle(pid: int) -> float:
         if (cpu_seconds(pid) - before) / 0.5 < SETTLE_CPU_SHARE:
             break
     return time.monotonic() - started
+
+
+def python_speed_ms() -> float:
+    """This machine's speed at plain Python, read at the start of a run: the median time of
+    `sum(range(10**6))` in ms. It puts absolute targets (consumes/s, events/s) of runs on
+    different machines, or the same shared machine on different days, side by side."""
+    timings = []
+    for _ in range(PYTHON_SPEED_REPEATS):
+        started = time.perf_counter()
+        sum(range(10**6))
+        timings.append((time.perf_counter() - started) * 1000)
+    return round(median(timings), 2)
 
 
 def median(values: list[float]) -> float:
@@ -1036,6 +1049,8 @@ def main() -> int:
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     bench = Bench(args)
     started = time.monotonic()
+    speed_ms = python_speed_ms()
+    log(f"python speed: sum(range(10**6)) in {speed_ms} ms (median of {PYTHON_SPEED_REPEATS})")
     try:
         bench.start()
         bench.setup()
@@ -1053,6 +1068,7 @@ def main() -> int:
             "python": platform.python_version(),
             "platform": platform.platform(),
             "note": "wrk, the service, PostgreSQL and NATS share the same cores",
+            "python_speed_ms": speed_ms,
         },
         "settings": {
             "runs": args.runs,
@@ -1075,6 +1091,7 @@ def main() -> int:
     if service_rss:
         print(f"service RSS before stopping (largest): {service_rss:.0f} MiB")
     print(f"medians of {args.runs} runs of {args.duration:g} s; total {elapsed:.0f} s")
+    print(f"python speed: sum(range(10**6)) in {speed_ms} ms")
     print(f"results: {out.relative_to(ROOT)}")
     return 0
 
