@@ -25,11 +25,11 @@ from events.contract import encode, entry_message, low_balance_message
 from events.subjects import entry_subject
 from ledger.account import Account
 from ledger.ids import tenant_aggregate_id
-from ledger.results import Entry, entry_from_event
+from ledger.results import Entry
 from ledger.tenant import Tenant
+from projections.entries import entries_of_rows
 from projections.tailing import (
     EVENTS_CHANNEL,
-    account_events,
     close_quickly,
     decode,
     events_after,
@@ -59,6 +59,13 @@ TRACKING_NAME = "nats_relay"
 ADVISORY_LOCK_KEY = 0x6C656467_72656C61  # "ledg" "rela"
 
 
+# Entry types whose events change `held` by a hold's amount, which the entry does not carry.
+HOLD_ENTRY_TYPES = frozenset(
+    cls.entry_type
+    for cls in (Account.HoldPlaced, Account.HoldCaptured, Account.HoldReleased, Account.HoldExpired)
+)
+
+
 def held_before(event: Any) -> int:
     """The account's held credits before the event (events carry what is after)."""
     if isinstance(event, Account.HoldPlaced):
@@ -69,7 +76,8 @@ def held_before(event: Any) -> int:
 
 
 def crossed_below(event: Any, threshold: int) -> bool:
-    """True when this event takes `available` from at or above the threshold to below it."""
+    """True when this event takes `available` from at or above the threshold to below it. An
+    Entry will do instead of the event, but not for a hold (see HOLD_ENTRY_TYPES)."""
     available_after: int = event.balance - event.held
     available_before: int = (event.balance - event.amount) - held_before(event)
     return available_after < threshold <= available_before
@@ -196,12 +204,20 @@ class Relay:
         if not rows:
             return 0
         acks = []
-        for position, event in account_events(self.mapper, rows):
-            entry = entry_from_event(event, position)
-            acks.append(await self._publish(js, event.tenant_id, entry))
-            threshold = await self._threshold(conn, event.tenant_id)
-            if threshold is not None and crossed_below(event, threshold):
-                acks.append(await self._publish_low_balance(js, event.tenant_id, entry, threshold))
+        rows_at: dict[int, Any] = {}
+        # Entries decoded as the follower decodes them (msgspec, the library's mapper only for
+        # what that path does not know): the same entry on NATS as in the read models.
+        for tenant_id, entry in entries_of_rows(self.mapper, rows):
+            acks.append(await self._publish(js, tenant_id, entry))
+            threshold = await self._threshold(conn, tenant_id)
+            if threshold is None:
+                continue
+            crossing: Any = entry
+            if entry.type in HOLD_ENTRY_TYPES:  # held-before needs the event's hold_amount
+                rows_at = rows_at or {int(row[0]): row for row in rows}
+                crossing = decode(self.mapper, *rows_at[entry.position][1:])
+            if crossed_below(crossing, threshold):
+                acks.append(await self._publish_low_balance(js, tenant_id, entry, threshold))
         # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that
         # arrives as the acks complete, and a cancelled relay then never stops.
         async with asyncio.timeout(ACK_TIMEOUT_S):

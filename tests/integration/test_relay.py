@@ -249,3 +249,45 @@ async def test_nats_down_longer_than_the_duplicate_window_then_back_every_positi
             delivered.append(position)
     assert sorted(delivered) == sorted(expected)
     assert delivered == sorted(delivered)
+
+
+async def test_holds_raise_a_low_balance_alert_when_they_take_available_below_the_threshold(
+    writer: Writer,
+    database_url: str,
+    schema: str,
+    nats_url: str,
+    stream_name: str,
+    nats_client: Any,
+) -> None:
+    """A hold lowers `available` by an amount its entry does not carry: the relay reads that
+    from the event, so a hold alerts like a consume, and a release or a capture does not."""
+    account = "ada"
+    await open_funded(writer, "gamma", {account: 1_000}, low_balance_threshold=960)
+
+    async def run(command: c.Command) -> int:
+        outcome = await writer.submit(command)
+        return int(outcome.value.position)  # type: ignore[attr-defined]
+
+    ids = {"tenant_id": "gamma", "account_id": account}
+    first = await writer.submit(c.PlaceHold(**ids, amount=50, operation="op"))
+    hold_positions = [int(first.value.position)]  # type: ignore[attr-defined]
+    await run(c.ReleaseHold(**ids, hold_id=first.value.hold_id))  # type: ignore[attr-defined]
+    await run(c.ConsumeCredits(**ids, amount=30, operation="op"))  # available 970
+    second = await writer.submit(c.PlaceHold(**ids, amount=20, operation="op"))  # 950
+    hold_positions.append(int(second.value.position))  # type: ignore[attr-defined]
+    last = await run(c.CaptureHold(**ids, hold_id=second.value.hold_id))  # type: ignore[attr-defined]
+
+    relay = Relay(
+        database_url, schema, new_mapper(), relay_connector(nats_url), stream_name=stream_name
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(relay.run(stop))
+    try:
+        await wait_until(lambda: _at(relay, last))
+    finally:
+        stop.set()
+        await task
+    messages = await stream_messages(nats_client.jetstream(), stream_name)
+    low = [m for m in messages if m.subject.endswith(".low_balance")]
+    assert [int(m.headers["Ledger-Position"]) for m in low] == hold_positions
+    assert [msgspec.json.decode(m.data)["available"] for m in low] == [950, 950]
