@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import functools
 import itertools
 import os
 import signal
@@ -35,18 +34,18 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+import msgspec
 import structlog
 
 from api.supervisor import (
     RESTART_BACKOFF_FIRST_S,
     RESTART_BACKOFF_MAX_S,
     RESTART_BACKOFF_RESET_AFTER_S,
-    die_with_parent,
 )
 from api.writer_wire import (
     LENGTH_BYTES,
     Stats,
-    answers_message,
+    answers_messages,
     decode_answers,
     decode_works,
     encode_work,
@@ -59,11 +58,14 @@ from ledger.writer import QUEUE_DEPTH_MAX, Submitting, Writer, check_commands
 log = structlog.get_logger("api.writer_process")
 
 # A message larger than this is a bug on the other side: the connection is dropped. Messages
-# are bounded well below it: a frame carries at most FRAME_COMMANDS_MAX commands plus one
-# work (a batch request of at most 1,000 commands within a 1 MiB body), a few MiB in all.
+# are bounded well below it by FRAME_BYTES_BUDGET plus one work or answer (a work is at most a
+# batch request of 1,000 commands, each of bounded size).
 FRAME_BYTES_MAX = 64 * 1024 * 1024
-# Commands the parent puts in one message before starting another.
+# Commands, and bytes, the parent puts in one message (and bytes the child puts in one message
+# of answers) before starting another: a message stays far below FRAME_BYTES_MAX whatever the
+# commands or answers (an account view with 1,000 lots is about 180 KB).
 FRAME_COMMANDS_MAX = 1_000
+FRAME_BYTES_BUDGET = 4 * 1024 * 1024
 # Bytes the child reads from the socket at once.
 RECEIVE_BYTES = 1024 * 1024
 # Seconds the parent waits for a new child to say it is ready before giving up on the start.
@@ -88,6 +90,7 @@ class WriterProcess(Submitting):
         self.clock = clock
         self.process: subprocess.Popen[bytes] | None = None
         self.stats: Stats = (0, 0, 0, 0)  # the child's counters, as of its last answer
+        self._earlier: tuple[int, int, int] = (0, 0, 0)  # counted by children that died
         self.restarts = 0  # children that died and were started again
         self._stream: asyncio.StreamWriter | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -98,6 +101,7 @@ class WriterProcess(Submitting):
         self._tokens = itertools.count(1)
         self._outbox: list[bytes] = []  # encoded works, sent at the end of the loop turn
         self._outbox_commands = 0
+        self._outbox_bytes = 0
         self._flush_scheduled = False
         self._stopping = False
         self._started_at = 0.0
@@ -105,15 +109,15 @@ class WriterProcess(Submitting):
 
     @property
     def batches_committed(self) -> int:
-        return self.stats[0]
+        return self._earlier[0] + self.stats[0]
 
     @property
     def commands_committed(self) -> int:
-        return self.stats[1]
+        return self._earlier[1] + self.stats[1]
 
     @property
     def batches_rerun(self) -> int:
-        return self.stats[2]
+        return self._earlier[2] + self.stats[2]
 
     @property
     def cached_aggregates(self) -> int:
@@ -158,11 +162,18 @@ class WriterProcess(Submitting):
             except TimeoutError:
                 log.error("writer_process_drain_timed_out", pending=len(self._pending))
         await self._reap(DRAIN_TIMEOUT_S)
+        if self._reader is not None and not self._reader.done():
+            # Killed: its socket is closed now, so the reader ends and fails what is left.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(DRAIN_TIMEOUT_S):
+                    await asyncio.shield(self._reader)
 
     def _enqueue(self, commands: Sequence[c.Command], *, atomic: bool) -> asyncio.Future[Any]:
-        if self._stream is None or self._stopping:
+        check_commands(commands, atomic=atomic, now=self.clock())  # bad input: 400 whatever else
+        if self._stopping:
+            raise UnavailableError("the service is stopping; retry shortly")
+        if self._stream is None:
             raise UnavailableError("the writer is restarting; retry shortly")
-        check_commands(commands, atomic=atomic, now=self.clock())
         if self._depth + len(commands) > QUEUE_DEPTH_MAX:
             raise UnavailableError("the writer is overloaded; retry shortly")
         token = next(self._tokens)
@@ -171,10 +182,14 @@ class WriterProcess(Submitting):
         future = loop.create_future()
         self._pending[token] = (future, len(commands))
         self._depth += len(commands)
-        if self._outbox_commands + len(commands) > FRAME_COMMANDS_MAX:
+        if (
+            self._outbox_commands + len(commands) > FRAME_COMMANDS_MAX
+            or self._outbox_bytes + len(encoded) > FRAME_BYTES_BUDGET
+        ):
             self._flush()
         self._outbox.append(encoded)
         self._outbox_commands += len(commands)
+        self._outbox_bytes += len(encoded)
         if not self._flush_scheduled:
             self._flush_scheduled = True
             loop.call_soon(self._flush)  # every command of this loop turn in one message
@@ -184,30 +199,39 @@ class WriterProcess(Submitting):
         self._flush_scheduled = False
         if not self._outbox:
             return
-        outbox, self._outbox, self._outbox_commands = self._outbox, [], 0
+        outbox, self._outbox = self._outbox, []
+        self._outbox_commands = self._outbox_bytes = 0
         if self._stream is not None:
             self._stream.write(works_message(outbox))
 
     async def _spawn(self) -> None:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            self.process = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
+            process = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
                 [sys.executable, "-m", "api.writer_process", "--fd", str(child.fileno())],
                 env=self.environ,
                 pass_fds=(child.fileno(),),
                 # Its own session: a Ctrl-C at the terminal reaches serve, which stops it in
-                # order. It gets SIGTERM if serve dies.
+                # order. It ends when serve closes its side of the socket, which the kernel
+                # does if serve dies: no death signal needed.
                 start_new_session=True,
-                preexec_fn=functools.partial(die_with_parent, os.getpid()),  # noqa: PLW1509
             )
         except BaseException:
             parent.close()
             raise
         finally:
             child.close()
+        self.process = process
         self._started_at = time.monotonic()
-        log.info("writer_process_started", pid=self.process.pid)
-        reader, self._stream = await asyncio.open_unix_connection(sock=parent, limit=RECEIVE_BYTES)
+        log.info("writer_process_started", pid=process.pid)
+        try:
+            reader, stream = await asyncio.open_unix_connection(sock=parent, limit=RECEIVE_BYTES)
+        except BaseException:  # cancelled by stop(), or out of descriptors: no child left over
+            parent.close()
+            process.kill()
+            await asyncio.to_thread(process.wait)
+            raise
+        self._stream = stream
         self._ready = asyncio.get_running_loop().create_future()
         self._reader = asyncio.create_task(self._read(reader, self._ready))
 
@@ -249,8 +273,15 @@ class WriterProcess(Submitting):
         stream, self._stream = self._stream, None
         if stream is not None:
             stream.close()
-        self._outbox, self._outbox_commands = [], 0
+        self._outbox = []
+        self._outbox_commands = self._outbox_bytes = 0
         pending, self._pending, self._depth = self._pending, {}, 0
+        self._earlier = (
+            self._earlier[0] + self.stats[0],
+            self._earlier[1] + self.stats[1],
+            self._earlier[2] + self.stats[2],
+        )
+        self.stats = (0, 0, 0, 0)
         lost = UnavailableError(
             "the writer stopped before answering; the outcome is unknown: "
             "retry with the same Idempotency-Key"
@@ -261,6 +292,7 @@ class WriterProcess(Submitting):
         returncode = await self._reap(DRAIN_TIMEOUT_S if self._stopping else 5.0)
         if not ready.done():
             ready.set_exception(RuntimeError(f"the writer process exited ({returncode})"))
+            ready.exception()  # retrieved: after a restart nobody awaits it
         if self._stopping:
             log.info("writer_process_stopped", returncode=returncode)
             return
@@ -314,8 +346,15 @@ class WriterServer:
         self._broken = False
 
     def deliver(self, pairs: list[tuple[Any, Any]]) -> None:
-        """Called on the writer's thread with a batch's answers (a Sink)."""
-        self._send(pairs)
+        """Called on the writer's thread with a batch's answers (a Sink). Never raises: an
+        answer that cannot be encoded goes as an error in its place (writer_wire)."""
+        try:
+            self._send(pairs)
+        except Exception:  # a bug in encoding: the connection ends, the parent fails them
+            log.exception("writer_process_answer_failed", answers=len(pairs))
+            self._broken = True
+            with contextlib.suppress(OSError):
+                self.sock.shutdown(socket.SHUT_RDWR)
 
     def _send(self, answers: list[tuple[Any, Any]]) -> None:
         writer = self.writer
@@ -325,43 +364,44 @@ class WriterServer:
             writer.batches_rerun,
             writer.cached_aggregates,
         )
-        message = answers_message(stats, answers)
+        messages = answers_messages(stats, answers, FRAME_BYTES_BUDGET)
         with self._send_lock:
             if self._broken:
                 return
             try:
-                self.sock.sendall(message)
+                for message in messages:
+                    self.sock.sendall(message)
             except OSError as error:  # the parent is gone: what is committed stays committed
                 self._broken = True
                 log.error("writer_process_parent_gone", error=str(error), answers=len(answers))
 
-    def run(self) -> None:
-        """Says it is ready, then queues works until the parent closes its side (or SIGTERM
-        closes this side for reading: see `stop_reading`)."""
+    def run(self) -> bool:
+        """Says it is ready, then queues works until the parent closes its side. True when
+        it ended so; False on a message it could not read (logged)."""
         self._send([])
         buffer = bytearray()
         while True:
             chunk = self.sock.recv(RECEIVE_BYTES)
             if not chunk:
-                return
+                if buffer:
+                    log.error("writer_process_message_cut_short", bytes=len(buffer))
+                    return False
+                return True
             buffer += chunk
             while len(buffer) >= LENGTH_BYTES:
                 size = int.from_bytes(buffer[:LENGTH_BYTES], "big")
                 if size > FRAME_BYTES_MAX:
                     log.error("writer_process_message_too_large", bytes=size)
-                    return
+                    return False
                 if len(buffer) < LENGTH_BYTES + size:
                     break
-                works = decode_works(memoryview(buffer)[LENGTH_BYTES : LENGTH_BYTES + size])
+                try:
+                    works = decode_works(memoryview(buffer)[LENGTH_BYTES : LENGTH_BYTES + size])
+                except msgspec.DecodeError:
+                    log.exception("writer_process_message_undecodable", bytes=size)
+                    return False
                 del buffer[: LENGTH_BYTES + size]
                 self._accept(works)
-
-    def stop_reading(self, *_: Any) -> None:
-        """SIGTERM's handler: `recv` then reads the end, so `run` returns between messages
-        (an exception raised from the handler could cut an answer in half)."""
-        log.info("writer_process_terminated")
-        with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RD)
 
     def _accept(self, works: list[tuple[int, bool, list[c.Command]]]) -> None:
         for token, atomic, commands in works:
@@ -372,6 +412,11 @@ class WriterServer:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The child. It ends when serve closes its side of the socket (serve stopping, or dying:
+    the kernel closes its descriptors), after answering every command it accepted. SIGTERM
+    is ignored: a stop of the whole process group (systemd's default) reaches serve too, which
+    closes the socket once it has sent its last command, so nothing is cut off mid-answer."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     from api.collector import tune_collector  # noqa: PLC0415 - the child's imports only
     from api.logs import configure_logging  # noqa: PLC0415
     from api.settings import settings_from_env  # noqa: PLC0415
@@ -386,21 +431,26 @@ def main(argv: list[str] | None = None) -> int:
         log.error("writer_process_needs_database_url")
         return 2
     sock = socket.socket(fileno=args.fd)
-    ledger = Ledger(settings.database_url, settings.schema)
+    try:
+        ledger = Ledger(settings.database_url, settings.schema)
+    except Exception:
+        log.exception("writer_process_start_failed")
+        return 1
     writer = Writer(ledger)
     writer.start()
     tune_collector()
     server = WriterServer(sock, writer)
-    signal.signal(signal.SIGTERM, server.stop_reading)
     log.info("writer_process_ready", pid=os.getpid())
+    clean = False
     try:
-        server.run()
+        clean = server.run()
+    except Exception:
+        log.exception("writer_process_read_failed")
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the drain below runs to its end
-        asyncio.run(writer.stop())
+        asyncio.run(writer.stop())  # answers every command it accepted
         sock.close()
         ledger.close()
-    return 0
+    return 0 if clean else 1
 
 
 if __name__ == "__main__":

@@ -20,11 +20,14 @@ import pickle
 from typing import Any, Union
 
 import msgspec
+import structlog
 
 from ledger import commands as c
 from ledger.errors import LedgerError
 from ledger.handlers import Outcome
 from ledger.results import RESULT_TYPES
+
+log = structlog.get_logger("api.writer_wire")
 
 # Bytes of a message's length prefix.
 LENGTH_BYTES = 4
@@ -72,22 +75,49 @@ def _wire_outcome(outcome: Outcome) -> tuple[int, bool, bool, msgspec.Struct]:
 
 
 def _encode_answer(token: int, result: Any) -> bytes:
+    """One answer; never raises: what cannot be encoded goes as an error in its place."""
     try:
         if isinstance(result, Outcome):
             return _encoder.encode((token, ONE, [_wire_outcome(result)], b""))
         if isinstance(result, list):
             return _encoder.encode((token, MANY, [_wire_outcome(o) for o in result], b""))
     except (KeyError, TypeError, ValueError):  # a value of another type: it travels pickled
-        return _encoder.encode((token, PICKLED, [], pickle.dumps(result)))
-    return _encoder.encode((token, ERROR, [], pickle.dumps(portable(result))))
+        pass
+    try:
+        kind = ERROR if isinstance(result, BaseException) else PICKLED
+        return _encoder.encode((token, kind, [], pickle.dumps(portable(result))))
+    except Exception as error:
+        log.exception("writer_answer_unencodable", token=token)
+        failed = RuntimeError(f"the answer could not be sent: {type(error).__name__}")
+        return _encoder.encode((token, ERROR, [], pickle.dumps(failed)))
 
 
-def answers_message(stats: Stats, pairs: list[tuple[Any, Any]]) -> bytes:
-    parts = [_encode_answer(token, result) for token, result in pairs]
-    return frame(b"[" + _encoder.encode(stats) + b",[" + b",".join(parts) + b"]]")
+def answers_messages(stats: Stats, pairs: list[tuple[Any, Any]], bytes_budget: int) -> list[bytes]:
+    """A batch's answers in as many messages as keep each under `bytes_budget` (one answer
+    larger than that still goes, alone). The first carries `stats`; so does every other."""
+    head = _encoder.encode(stats)
+    messages: list[bytes] = []
+    parts: list[bytes] = []
+    size = 0
+    for token, result in pairs:
+        part = _encode_answer(token, result)
+        if parts and size + len(part) > bytes_budget:
+            messages.append(_answers_frame(head, parts))
+            parts, size = [], 0
+        parts.append(part)
+        size += len(part) + 1
+    if parts or not messages:
+        messages.append(_answers_frame(head, parts))
+    return messages
+
+
+def _answers_frame(head: bytes, parts: list[bytes]) -> bytes:
+    return frame(b"[" + head + b",[" + b",".join(parts) + b"]]")
 
 
 def decode_answers(body: bytes) -> tuple[Stats, list[tuple[int, Any]]]:
+    """Raises msgspec.DecodeError for a message that is not one (the connection is then
+    dropped); one answer that does not decode fails its own caller only, with a RuntimeError."""
     stats, answers = _answers_decoder.decode(body)
     return stats, [
         (token, _result(kind, outcomes, blob)) for token, kind, outcomes, blob in answers
@@ -95,11 +125,15 @@ def decode_answers(body: bytes) -> tuple[Stats, list[tuple[int, Any]]]:
 
 
 def _result(kind: int, outcomes: list[WireOutcome], blob: bytes) -> Any:
-    if kind == ONE:
-        return _outcome(outcomes[0])
-    if kind == MANY:
-        return [_outcome(outcome) for outcome in outcomes]
-    return pickle.loads(blob)  # noqa: S301 - from our own child, over an inherited socket
+    try:
+        if kind == ONE:
+            return _outcome(outcomes[0])
+        if kind == MANY:
+            return [_outcome(outcome) for outcome in outcomes]
+        return pickle.loads(blob)  # noqa: S301 - from our own child, over an inherited socket
+    except Exception as error:
+        log.exception("writer_answer_undecodable", kind=kind)
+        return RuntimeError(f"the writer's answer could not be read: {type(error).__name__}")
 
 
 def _outcome(wire: WireOutcome) -> Outcome:

@@ -418,9 +418,9 @@ class Writer(Submitting):
 
     def _enqueue(self, commands: Sequence[c.Command], *, atomic: bool) -> asyncio.Future[Any]:
         """Checks the commands and hands them to the thread as one work; its future answers."""
+        check_commands(commands, atomic=atomic, now=self.clock())  # bad input: 400 whatever else
         if self._thread is None:
             raise UnavailableError("the writer is not running")
-        check_commands(commands, atomic=atomic, now=self.clock())
         loop = asyncio.get_running_loop()
         sink = self._sinks.get(loop)
         if sink is None:

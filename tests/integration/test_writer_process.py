@@ -156,3 +156,26 @@ async def test_a_killed_child_loses_nothing_acknowledged_and_a_retry_applies_not
         again = await remote.submit_each([consume(1, key) for key in acknowledged[:100]])
         assert all(isinstance(r, Outcome) and r.replayed for r in again)
     assert await balance(writer, T, "ada") == initial - total
+
+
+async def test_sigterm_to_the_child_alone_cuts_no_answer_off(
+    ledger: Ledger, writer: Writer, database_url: str, schema: str
+) -> None:
+    """The child ends when serve closes the socket, not on SIGTERM: a signal to the whole
+    process group (systemd) must not drop answers that serve is still waiting for."""
+    async with writer_process(database_url, schema) as remote:
+        await open_funded(remote, T, {"ada": 100_000})  # type: ignore[arg-type]
+        child = remote.process
+        assert child is not None
+        tasks = []
+        for index in range(2_000):
+            tasks.append(asyncio.ensure_future(remote.submit(consume(1, f"term-{index}"))))
+            if index % 100 == 99:
+                await asyncio.sleep(0.005)
+            if index == 1_000:
+                os.kill(child.pid, signal.SIGTERM)
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        assert [r for r in results if not isinstance(r, Outcome)] == []
+        assert remote.process is child and child.poll() is None and remote.restarts == 0
+    assert child.returncode == 0  # stopped by closing the socket, after draining
+    assert await balance(writer, T, "ada") == 100_000 - 2_000

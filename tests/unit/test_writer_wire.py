@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import Any
 
+import msgspec
 import pytest
 
 from api.writer_wire import (
     COMMAND_TYPES,
     LENGTH_BYTES,
-    answers_message,
+    answers_messages,
     decode_answers,
     decode_works,
     encode_work,
@@ -154,7 +156,8 @@ def test_answers_arrive_as_sent_outcomes_atomic_lists_and_errors_with_their_fiel
         (13, ValueError("a crash")),
         (14, Outcome(value=c.Price(amount="1", currency="USD"))),  # a type not listed: pickled
     ]
-    stats, decoded = decode_answers(body_of(answers_message((1, 2, 3, 4), pairs)))
+    [message] = answers_messages((1, 2, 3, 4), pairs, bytes_budget=1024 * 1024)
+    stats, decoded = decode_answers(body_of(message))
     assert stats == (1, 2, 3, 4)
     assert [token for token, _ in decoded] == [token for token, _ in pairs]
     for (_, sent), (_, got) in zip(pairs[:6], decoded[:6], strict=True):
@@ -175,3 +178,30 @@ def test_each_command_alone_round_trips(command: c.Command) -> None:
         body_of(works_message([encode_work(7, False, [command])]))
     )
     assert (token, atomic, got) == (7, False, command)
+
+
+def test_a_large_batch_of_answers_goes_in_several_messages_each_under_the_budget() -> None:
+    pairs = [(token, Outcome(value=entry(token))) for token in range(1, 301)]
+    messages = answers_messages((5, 6, 7, 8), pairs, bytes_budget=20_000)
+    assert len(messages) > 1
+    assert all(len(message) <= 20_000 + 2_000 for message in messages)  # one answer over, at most
+    decoded = [decode_answers(body_of(message)) for message in messages]
+    assert all(stats == (5, 6, 7, 8) for stats, _ in decoded)
+    assert [token for _, answers in decoded for token, _ in answers] == list(range(1, 301))
+    assert decode_answers(body_of(answers_messages((0, 0, 0, 0), [], 10)[0])) == ((0, 0, 0, 0), [])
+
+
+class _Unpicklable(Exception):
+    def __reduce__(self) -> Any:
+        raise TypeError("no")
+
+
+def test_an_answer_that_cannot_be_encoded_or_decoded_fails_its_own_caller_only() -> None:
+    pairs: list[tuple[int, Any]] = [(1, _Unpicklable("x")), (2, Outcome(value=entry(2)))]
+    [message] = answers_messages((0, 0, 0, 0), pairs, bytes_budget=1024 * 1024)
+    _, decoded = decode_answers(body_of(message))
+    assert isinstance(decoded[0][1], RuntimeError)  # a plain error travels instead
+    assert decoded[1][1] == pairs[1][1]
+    bad = msgspec.json.encode([[0, 0, 0, 0], [[3, 2, [], b"not a pickle"], [4, 0, [], b""]]])
+    _, answers = decode_answers(bad)
+    assert [type(result) for _, result in answers] == [RuntimeError, RuntimeError]
