@@ -125,6 +125,42 @@ def cpu_seconds(pid: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def _role(pid: int, serve_pid: int) -> str:
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        comm = Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return "gone"
+    if pid == serve_pid:
+        return "serve"
+    if b"api.writer_process" in argv:
+        return "writer"
+    if b"api.cli" in argv and len(argv) > 3:
+        return argv[3].decode(errors="replace")  # project | relay
+    return {"postgres": "postgres", "nats-server": "nats"}.get(comm, "other")
+
+
+def cpu_by_role(serve_pid: int) -> dict[str, float]:
+    """CPU seconds so far of serve, its writer, follower, relay and NATS, and of every
+    PostgreSQL process on the machine: read before and after a run, they say where the two
+    cores went (what bounds the scenario), not only how fast it was. wrk is not counted: it
+    has exited by the second reading."""
+    wanted = set(process_tree(serve_pid))
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if (entry / "comm").read_text().strip() == "postgres":
+                    wanted.add(int(entry.name))
+    totals: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in wanted:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            role = _role(pid, serve_pid)
+            totals[role] = totals.get(role, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return totals
+
+
 def settle(pid: int) -> float:
     """Waits until the service is idle (the writer, follower and relay have caught up with the
     last run), so that a run is not charged for the previous one's backlog. Returns seconds
@@ -394,7 +430,8 @@ class Bench:
     def load(self, script: str, connections: int, duration_s: float, **env: str) -> dict[str, Any]:
         assert self.service.process is not None
         settle(self.service.process.pid)
-        return run_wrk(
+        before, started = cpu_by_role(self.service.process.pid), time.monotonic()
+        run = run_wrk(
             self.wrk,
             self.service.url,
             script,
@@ -402,6 +439,18 @@ class Bench:
             connections=connections,
             duration_s=duration_s,
         )
+        after, wall = cpu_by_role(self.service.process.pid), time.monotonic() - started
+        # Cores each role used on average during the run.
+        run["cpu_cores"] = {
+            role: round((after[role] - before.get(role, 0.0)) / wall, 2)
+            for role in sorted(after)
+            if role != "gone" and after[role] - before.get(role, 0.0) > 0
+        }
+        log(
+            f"{script} cores used: "
+            + ", ".join(f"{role} {cores}" for role, cores in run["cpu_cores"].items())
+        )
+        return run
 
     def start(self) -> None:
         log(f"starting the service (schema {self.schema}, log {self.log_path})")
