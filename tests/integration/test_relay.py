@@ -51,6 +51,28 @@ async def account_positions(ledger: Ledger, database_url: str, schema: str) -> d
     return {entry.position: tenant for tenant, entry in decode_entries(new_mapper(), rows)}
 
 
+@contextlib.asynccontextmanager
+async def running_relay(
+    database_url: str, schema: str, nats_url: str, stream_name: str, **options: Any
+) -> AsyncIterator[Relay]:
+    """A relay running as a task on this loop, stopped (its position stored) on the way out."""
+    relay = Relay(
+        database_url,
+        schema,
+        new_mapper(),
+        relay_connector(nats_url),
+        stream_name=stream_name,
+        **options,
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(relay.run(stop))
+    try:
+        yield relay
+    finally:
+        stop.set()
+        await task
+
+
 async def stream_messages(js: Any, stream_name: str) -> list[Any]:
     info = await js.stream_info(stream_name)
     return [
@@ -100,24 +122,13 @@ async def test_every_committed_position_arrives_in_order_per_account_with_the_co
         seen_by_alpha.append(message)
 
     subscription = await nats_client.subscribe("ledger.alpha.>", cb=collect)
-    relay = Relay(
-        database_url,
-        schema,
-        new_mapper(),
-        relay_connector(nats_url),
-        stream_name=stream_name,
-        in_flight_max=50,
-    )
-    stop = asyncio.Event()
-    task = asyncio.create_task(relay.run(stop))
-    try:
+    async with running_relay(
+        database_url, schema, nats_url, stream_name, in_flight_max=50
+    ) as relay:
         await burst(writer, "alpha", accounts, 150)
         await burst(writer, "beta", ["other"], 30)
         expected = await account_positions(ledger, database_url, schema)
         await wait_until(lambda: _at(relay, max(expected)))
-    finally:
-        stop.set()
-        await task
     await subscription.unsubscribe()
     js = nats_client.jetstream()
     messages = await stream_messages(js, stream_name)
@@ -208,18 +219,9 @@ async def test_nats_down_longer_than_the_duplicate_window_then_back_every_positi
 ) -> None:
     server = NatsServer(Path(TEST_DATA_DIR) / f"nats-outage-{secrets.token_hex(4)}")
     server.start()
-    relay = Relay(
-        database_url,
-        schema,
-        new_mapper(),
-        relay_connector(server.url),
-        stream_name=stream_name,
-        duplicate_window_s=1.0,
-        in_flight_max=25,
-    )
-    stop = asyncio.Event()
-    task = asyncio.create_task(relay.run(stop))
-    try:
+    async with running_relay(
+        database_url, schema, server.url, stream_name, duplicate_window_s=1.0, in_flight_max=25
+    ) as relay:
         await open_funded(writer, "outage", {"a": 10_000})
         await burst(writer, "outage", ["a"], 100)
         await wait_until(lambda: _published_some(relay))
@@ -231,9 +233,6 @@ async def test_nats_down_longer_than_the_duplicate_window_then_back_every_positi
         server.start()
         expected = await account_positions(ledger, database_url, schema)
         await wait_until(lambda: _at(relay, max(expected)), timeout_s=60)
-    finally:
-        stop.set()
-        await task
     client = await nats.connect(server.url)
     try:
         messages = await stream_messages(client.jetstream(), stream_name)
@@ -277,16 +276,8 @@ async def test_holds_raise_a_low_balance_alert_when_they_take_available_below_th
     hold_positions.append(int(second.value.position))  # type: ignore[attr-defined]
     last = await run(c.CaptureHold(**ids, hold_id=second.value.hold_id))  # type: ignore[attr-defined]
 
-    relay = Relay(
-        database_url, schema, new_mapper(), relay_connector(nats_url), stream_name=stream_name
-    )
-    stop = asyncio.Event()
-    task = asyncio.create_task(relay.run(stop))
-    try:
+    async with running_relay(database_url, schema, nats_url, stream_name) as relay:
         await wait_until(lambda: _at(relay, last))
-    finally:
-        stop.set()
-        await task
     messages = await stream_messages(nats_client.jetstream(), stream_name)
     low = [m for m in messages if m.subject.endswith(".low_balance")]
     assert [int(m.headers["Ledger-Position"]) for m in low] == hold_positions
