@@ -53,7 +53,7 @@ from api.writer_wire import (
 )
 from ledger import commands as c
 from ledger.errors import LedgerError, UnavailableError
-from ledger.writer import QUEUE_DEPTH_MAX, Submitting, Writer, check_commands
+from ledger.writer import QUEUE_DEPTH_MAX, Submitting, Writer, check_commands, settle_future
 
 log = structlog.get_logger("api.writer_process")
 
@@ -261,12 +261,7 @@ class WriterProcess(Submitting):
                 continue
             future, count = entry
             self._depth -= count
-            if future.cancelled():
-                continue
-            if isinstance(result, BaseException):
-                future.set_exception(result)
-            else:
-                future.set_result(result)
+            settle_future(future, result)
 
     async def _lost(self, ready: asyncio.Future[None]) -> None:
         """The connection ended: fail what is unanswered, reap the child, restart it."""

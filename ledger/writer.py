@@ -673,10 +673,11 @@ class Writer(Submitting):
 
 def _set_futures(pairs: list[tuple[asyncio.Future[Any], Any]]) -> None:
     for future, result in pairs:
-        _set_future(future, result)
+        settle_future(future, result)
 
 
-def _set_future(future: asyncio.Future[Any], result: Any) -> None:
+def settle_future(future: asyncio.Future[Any], result: Any) -> None:
+    """Answers a caller's future with a result or an exception, unless it was cancelled."""
     if future.cancelled():
         return
     if isinstance(result, BaseException):
