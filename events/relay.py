@@ -22,6 +22,7 @@ import structlog
 from eventsourcing.persistence import Mapper
 
 from events.contract import encode, entry_message, low_balance_message
+from events.publisher import AckedPublisher
 from events.subjects import entry_subject
 from ledger.account import Account
 from ledger.ids import tenant_aggregate_id
@@ -165,13 +166,16 @@ class Relay:
     async def _follow(self, conn: asyncpg.Connection, stop: asyncio.Event) -> None:
         backoff = BACKOFF_FIRST_S
         nc: Any = None
+        publisher: AckedPublisher | None = None
         while not stop.is_set():
             try:
-                if nc is None or not nc.is_connected:
+                if nc is None or publisher is None or not nc.is_connected:
                     nc = await self.connect()
                     await self.ensure_stream(nc.jetstream())
+                    publisher = AckedPublisher(nc)
+                    await publisher.start()
                     log.info("relay_connected", position=self.position)
-                sent = await self.step(conn, nc.jetstream())
+                sent = await self.step(conn, publisher)
                 backoff = BACKOFF_FIRST_S
                 if sent == 0:
                     self._wake.clear()
@@ -196,7 +200,7 @@ class Relay:
             with contextlib.suppress(Exception):
                 await nc.close()
 
-    async def step(self, conn: asyncpg.Connection, js: Any) -> int:
+    async def step(self, conn: asyncpg.Connection, publisher: AckedPublisher) -> int:
         """Publishes the next window and stores its position; returns how many were sent."""
         rows = await events_after(
             conn, self.schema, self.position, self.in_flight_max, accounts_only=True
@@ -208,7 +212,7 @@ class Relay:
         # Entries decoded as the follower decodes them (msgspec, the library's mapper only for
         # what that path does not know): the same entry on NATS as in the read models.
         for tenant_id, entry in entries_of_rows(self.mapper, rows):
-            acks.append(await self._publish(js, tenant_id, entry))
+            acks.append(await self._publish(publisher, tenant_id, entry))
             threshold = await self._threshold(conn, tenant_id)
             if threshold is None:
                 continue
@@ -217,7 +221,7 @@ class Relay:
                 rows_at = rows_at or {int(row[0]): row for row in rows}
                 crossing = decode(self.mapper, *rows_at[entry.position][1:])
             if crossed_below(crossing, threshold):
-                acks.append(await self._publish_low_balance(js, tenant_id, entry, threshold))
+                acks.append(await self._publish_low_balance(publisher, tenant_id, entry, threshold))
         # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that
         # arrives as the acks complete, and a cancelled relay then never stops.
         async with asyncio.timeout(ACK_TIMEOUT_S):
@@ -228,23 +232,21 @@ class Relay:
         self.published += len(rows)
         return len(rows)
 
-    async def _publish(self, js: Any, tenant_id: str, entry: Entry) -> Any:
-        headers = {"Nats-Msg-Id": str(entry.position), "Ledger-Position": str(entry.position)}
+    async def _publish(self, publisher: AckedPublisher, tenant_id: str, entry: Entry) -> Any:
+        position = str(entry.position)
+        headers = {"Nats-Msg-Id": position, "Ledger-Position": position}
         subject = entry_subject(tenant_id, entry.account_id, entry.type)
-        return await js.publish_async(
-            subject, encode(entry_message(tenant_id, entry)), headers=headers
-        )
+        payload = encode(entry_message(tenant_id, entry))
+        return await publisher.publish(subject, payload, headers, token=position)
 
     async def _publish_low_balance(
-        self, js: Any, tenant_id: str, entry: Entry, threshold: int
+        self, publisher: AckedPublisher, tenant_id: str, entry: Entry, threshold: int
     ) -> Any:
-        headers = {
-            "Nats-Msg-Id": f"{entry.position}-low_balance",
-            "Ledger-Position": str(entry.position),
-        }
+        message_id = f"{entry.position}-low_balance"
+        headers = {"Nats-Msg-Id": message_id, "Ledger-Position": str(entry.position)}
         subject = entry_subject(tenant_id, entry.account_id, "low_balance")
         payload = encode(low_balance_message(tenant_id, entry, threshold))
-        return await js.publish_async(subject, payload, headers=headers)
+        return await publisher.publish(subject, payload, headers, token=message_id)
 
     async def _threshold(self, conn: asyncpg.Connection, tenant_id: str) -> int | None:
         cached = self._thresholds.get(tenant_id)

@@ -15,6 +15,7 @@ import nats
 import pytest
 
 from api.runtime import relay_connector
+from events.publisher import AckedPublisher, PublishError
 from events.relay import Relay
 from events.subjects import account_token
 from ledger import commands as c
@@ -282,3 +283,29 @@ async def test_holds_raise_a_low_balance_alert_when_they_take_available_below_th
     low = [m for m in messages if m.subject.endswith(".low_balance")]
     assert [int(m.headers["Ledger-Position"]) for m in low] == hold_positions
     assert [msgspec.json.decode(m.data)["available"] for m in low] == [950, 950]
+
+
+async def test_the_publisher_fails_a_message_no_stream_takes_or_the_stream_refuses(
+    nats_url: str, stream_name: str, nats_client: Any
+) -> None:
+    prefix = f"pubtest{secrets.token_hex(3)}"  # a stream of its own, overlapping no other
+    subject = f"{prefix}.a.consume"
+    client = await nats.connect(nats_url)
+    try:
+        publisher = AckedPublisher(client)
+        await publisher.start()
+        nobody = await publisher.publish(f"nostream.{secrets.token_hex(4)}", b"{}", {}, token="1")
+        async with asyncio.timeout(5):
+            with pytest.raises(PublishError, match="no responders"):
+                await nobody
+        await nats_client.jetstream().add_stream(name=stream_name, subjects=[f"{prefix}.>"])
+        stored = await publisher.publish(subject, b"{}", {"Nats-Msg-Id": "7"}, token="7")
+        refused = await publisher.publish(
+            subject, b"{}", {"Nats-Expected-Stream": "another"}, token="8"
+        )
+        async with asyncio.timeout(5):
+            assert await stored == 1
+            with pytest.raises(PublishError, match="refused"):
+                await refused
+    finally:
+        await client.close()
