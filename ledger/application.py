@@ -13,14 +13,13 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from uuid import UUID
 
 import msgspec
-from eventsourcing.application import Application, ProcessingEvent
+from eventsourcing.application import Application
 from eventsourcing.domain import Snapshot
 from eventsourcing.persistence import (
     DatetimeAsISO,
     DecimalAsStr,
     JSONTranscoder,
     Mapper,
-    Recording,
     StoredEvent,
     Transcoding,
     UUIDAsHex,
@@ -225,26 +224,12 @@ class Ledger(Application[UUID]):
         """The same mapper as the followers' (no compressor or cipher is configured)."""
         return new_mapper()
 
-    def save(self, *objs: Any, **kwargs: Any) -> list[Recording[UUID]]:
-        """Stores the pending events of the given aggregates in one transaction.
-
-        The library's save does the same, but asks `isinstance(obj, <runtime Protocol>)` twice
-        per aggregate, which Python 3.11 answers by walking the protocol's attributes: 15% of the
-        writer thread's samples in a batch profile (docs/BENCHMARKS.md, round 2). Only aggregates come
-        here, so the checks are not needed; snapshots are the writer's business.
-        """
-        processing_event: ProcessingEvent[UUID] = ProcessingEvent()
-        for aggregate in objs:
-            processing_event.events.extend(aggregate.collect_events())
-            processing_event.aggregates[aggregate.id] = aggregate
-        processing_event.saved_kwargs.update(kwargs)
-        return self._record(processing_event)
-
     def record(
         self, aggregates: Iterable[Any], results: Sequence[StoredRow] = ()
     ) -> dict[tuple[UUID, int], int]:
-        """What `save` does, for the writer: the aggregates' pending events and the results in
-        one transaction. Returns each event's position by (originator id, version).
+        """Stores the aggregates' pending events and the results in one transaction (what the
+        library's `save` does, for the writer). Returns each event's position by (originator
+        id, version).
 
         It makes no StoredEvent per event nor a Recording and a Notification per event
         afterwards, only the insert's arrays and the positions the writer needs.

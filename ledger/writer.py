@@ -2,7 +2,7 @@
 
 `await writer.submit(command)` hands a command to one worker thread. The thread gathers what
 arrives within a short window (or up to a batch limit), applies the commands in arrival order
-to cached aggregates, saves the whole batch with one `Ledger.save(...)` (one transaction), and
+to cached aggregates, saves the whole batch with one `Ledger.record(...)` (one transaction), and
 only then answers each caller. So every answer means committed.
 
 - A LedgerError (insufficient credits, unknown hold, ...) fails only its own command: handlers
