@@ -106,32 +106,12 @@ class LedgerTranscoder(JSONTranscoder):
             return super().encode(obj)
 
     def encode_event(self, attributes: dict[str, Any], class_version: int) -> bytes:
-        """`encode` of an event's state (its attributes but id and version, and its class
-        version when above 1), tagged in the same pass that picks the attributes."""
-        tagged: dict[str, Any] = {}
-        try:
-            for key, value in attributes.items():
-                kind = type(value)
-                if kind in _PLAIN_TYPES:
-                    if key not in _ID_KEYS:
-                        tagged[key] = value
-                elif kind is datetime:
-                    tagged[key] = {"_type_": "datetime_iso", "_data_": value.isoformat()}
-                elif key not in _ID_KEYS:
-                    tagged[key] = self._tagged(value)
-        except _UnusualValueError:
-            tagged = {}
-        if tagged:
-            if class_version > 1:
-                tagged["class_version"] = class_version
-            try:
-                return _state_encoder.encode(tagged)
-            except (msgspec.EncodeError, UnicodeEncodeError):
-                pass
+        """`encode` of an event's state: its attributes but id and version, and its class
+        version when above 1."""
         state = {key: value for key, value in attributes.items() if key not in _ID_KEYS}
         if class_version > 1:
             state["class_version"] = class_version
-        return super().encode(state)
+        return self.encode(state)
 
     def _tagged(self, value: Any) -> Any:
         kind = type(value)
@@ -174,13 +154,8 @@ class LedgerMapper(Mapper[UUID]):
         """The stored state of an event: its attributes but its id and version, as JSON."""
         class_version = getattr(type(domain_event), "class_version", 1)
         transcoder = self.transcoder
-        if isinstance(transcoder, LedgerTranscoder):
-            stored = transcoder.encode_event(vars(domain_event), class_version)
-        else:
-            state = {k: v for k, v in vars(domain_event).items() if k not in _ID_KEYS}
-            if class_version > 1:
-                state["class_version"] = class_version
-            stored = transcoder.encode(state)
+        assert isinstance(transcoder, LedgerTranscoder)  # new_mapper() builds every one
+        stored = transcoder.encode_event(vars(domain_event), class_version)
         if self.compressor:
             stored = self.compressor.compress(stored)
         if self.cipher:
