@@ -9,6 +9,7 @@ needs nothing but the event itself.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from datetime import datetime
 from typing import Any, ClassVar
 from uuid import UUID
@@ -32,14 +33,10 @@ from ledger.lots import (
     plan_draws,
 )
 
-_FIELD_COUNTS: dict[type[Any], int] = {}
 
-
+@functools.cache
 def _field_count(event_class: type[Any]) -> int:
-    count = _FIELD_COUNTS.get(event_class)
-    if count is None:
-        count = _FIELD_COUNTS[event_class] = len(dataclasses.fields(event_class))
-    return count
+    return len(dataclasses.fields(event_class))
 
 
 TOTAL_NAMES = ("granted", "purchased", "consumed", "refunded", "expired", "adjusted")
