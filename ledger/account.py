@@ -35,7 +35,7 @@ from ledger.lots import (
 
 
 @functools.cache
-def _field_count(event_class: type[Any]) -> int:
+def _field_count(event_class: type) -> int:
     return len(dataclasses.fields(event_class))
 
 
@@ -323,7 +323,7 @@ class Account(Aggregate):
         for lot_id in empty:
             del self.lots[lot_id]
 
-    def _trigger(self, event_class: type[Any], **fields: Any) -> None:
+    def _trigger(self, event_class: type[Aggregate.Event], **fields: Any) -> None:
         """What the library's `trigger_event` does, for the Account's own events: the next event
         of the sequence, applied, then pending.
 
