@@ -28,8 +28,6 @@ TENANT_ID_LENGTH_MAX = 63  # what the pattern allows
 # system call per id.
 _random = random.Random()  # noqa: S311 - uniqueness, not secrecy
 os.register_at_fork(after_in_child=_random.seed)
-# The 17th hex digit of a uuid5 with the RFC 4122 variant set (binary 10xx).
-_VARIANT = {d: format(8 + int(d, 16) % 4, "x") for d in "0123456789abcdef"}
 
 # Digits of an event version in a consumption id (a bigint has at most 19).
 VERSION_DIGITS_MAX = 19
@@ -50,9 +48,13 @@ _UUID5_SET = (5 << 76) | (0x8000 << 48)
 def aggregate_id(tenant_id: str, kind: str, key: str) -> uuid.UUID:
     """`uuid.uuid5(NAMESPACE, "<tenant>\\x1f<kind>\\x1f<key>")`, from the integer: the library's
     uuid5 goes through `UUID(bytes=...)`, twice the time, and every idempotency key is new."""
-    name = f"{tenant_id}\x1f{kind}\x1f{key}".encode()
-    digest = hashlib.sha1(_NAMESPACE_BYTES + name, usedforsecurity=False).digest()
-    return uuid.UUID(int=int.from_bytes(digest[:16]) & _UUID5_KEEP | _UUID5_SET)
+    return uuid.UUID(int=_uuid5_int(_NAMESPACE_BYTES, f"{tenant_id}\x1f{kind}\x1f{key}"))
+
+
+def _uuid5_int(namespace: bytes, name: str) -> int:
+    """The integer of `uuid.uuid5(UUID(bytes=namespace), name)`."""
+    digest = hashlib.sha1(namespace + name.encode(), usedforsecurity=False).digest()
+    return int.from_bytes(digest[:16]) & _UUID5_KEEP | _UUID5_SET
 
 
 def tenant_aggregate_id(tenant_id: str) -> uuid.UUID:
@@ -71,10 +73,8 @@ def entry_id(account_uuid: uuid.UUID, version: int) -> str:
     """The entry of an account's event is named by the account and the event's version:
     `str(uuid.uuid5(account_uuid, str(version)))`, formatted without building a UUID object
     (one per entry: it showed in profiles)."""
-    digest = hashlib.sha1(account_uuid.bytes + str(version).encode(), usedforsecurity=False)
-    h = digest.hexdigest()
-    # RFC 4122: version 5 in the 13th hex digit, the variant bits 10 in the 17th.
-    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
+    h = f"{_uuid5_int(account_uuid.bytes, str(version)):032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def new_id() -> str:
