@@ -66,12 +66,6 @@ class AckedPublisher:
             raise
         return future
 
-    def forget(self) -> None:
-        """Drops the futures still waiting (a window given up after a timeout)."""
-        for future in self._pending.values():
-            future.cancel()
-        self._pending.clear()
-
     async def _on_reply(self, msg: Any) -> None:
         future = self._pending.pop(msg.subject[len(self.prefix) + 1 :], None)
         if future is None or future.done():
