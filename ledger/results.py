@@ -118,7 +118,8 @@ RESULT_TYPES: dict[str, type[msgspec.Struct]] = {
 }
 RESULT_NAMES: dict[type[msgspec.Struct], str] = {cls: name for name, cls in RESULT_TYPES.items()}
 
-_ENTRY_FIELDS = (
+# The optional fields an entry takes from its event, when the event's class has them.
+ENTRY_FIELDS = (
     "operation",
     "resource",
     "user_id",
@@ -134,16 +135,16 @@ _ENTRY_FIELDS = (
 
 
 @functools.cache
-def _entry_fields(event_class: type[Any]) -> tuple[str, ...]:
+def entry_fields(event_class: type[Any]) -> tuple[str, ...]:
     """The optional entry fields an event class has (asked once per class, not per event)."""
     names = {field.name for field in dataclasses.fields(event_class)}
-    return tuple(name for name in _ENTRY_FIELDS if name in names)
+    return tuple(name for name in ENTRY_FIELDS if name in names)
 
 
 def entry_from_event(event: Account.Event | Account.Opened, position: int = 0) -> Entry:
     """The public entry of one account event; needs nothing but the event."""
     state = vars(event)
-    optional = {name: state[name] for name in _entry_fields(type(event)) if name in state}
+    optional = {name: state[name] for name in entry_fields(type(event)) if name in state}
     if not optional.get("metadata"):
         optional.pop("metadata", None)
     version = state["originator_version"]

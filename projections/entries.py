@@ -14,7 +14,6 @@ through the library's mapper, as `decode_entries` does for everything; the audit
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from eventsourcing.utils import resolve_topic
 
 from ledger.account import Account
 from ledger.ids import entry_id
-from ledger.results import Entry, entry_from_event
+from ledger.results import ENTRY_FIELDS, Entry, entry_fields, entry_from_event
 from projections.tailing import ACCOUNT_TOPIC_PREFIX, account_events, decode
 
 _encoder = msgspec.json.Encoder()
@@ -75,19 +74,10 @@ class _EntryState(msgspec.Struct, kw_only=True):
 
 
 _state_decoder = msgspec.json.Decoder(_EntryState)
-# Entry's fields that `entry_from_event` takes from the event only if it has them.
-_OPTIONAL_ENTRY_FIELDS = tuple(
-    name
-    for name, default in zip(
-        Entry.__struct_fields__[-len(Entry.__struct_defaults__) :],
-        Entry.__struct_defaults__,
-        strict=True,
-    )
-    if default is None
-)
-# Optional fields of Entry that _EntryState does not read: should Entry gain one, the fast path
-# switches itself off rather than leave it out (tests/integration/test_projections.py notices).
-FIELDS_NOT_DECODED = set(_OPTIONAL_ENTRY_FIELDS) - set(_EntryState.__struct_fields__)
+# Optional entry fields (what `entry_from_event` copies) that _EntryState does not read: should
+# one be added, the fast path switches itself off rather than leave it out
+# (tests/integration/test_projections.py notices).
+FIELDS_NOT_DECODED = set(ENTRY_FIELDS) - set(_EntryState.__struct_fields__)
 _TAGGED_MARK = b'"_type_"'
 _ISO_DATETIME = "datetime_iso"
 
@@ -112,10 +102,10 @@ def _account_event_kind(topic: str) -> _Kind | None:
         return None
     if not (isinstance(cls, type) and issubclass(cls, Account.Event | Account.Opened)):
         return None
-    if not cls.entry_type or any(hasattr(cls, name) for name in _OPTIONAL_ENTRY_FIELDS):
+    if not cls.entry_type or any(hasattr(cls, name) for name in ENTRY_FIELDS):
         return None
-    declared = {field.name for field in dataclasses.fields(cls)}
-    undeclared = tuple(name for name in _OPTIONAL_ENTRY_FIELDS if name not in declared)
+    declared = entry_fields(cls)
+    undeclared = tuple(name for name in ENTRY_FIELDS if name not in declared)
     return _Kind(cls.entry_type, getattr(cls, "class_version", 1), undeclared)
 
 
