@@ -60,10 +60,11 @@ TRACKING_NAME = "nats_relay"
 ADVISORY_LOCK_KEY = 0x6C656467_72656C61  # "ledg" "rela"
 
 
-# Entry types whose events change `held` by a hold's amount, which the entry does not carry.
-HOLD_ENTRY_TYPES = frozenset(
-    cls.entry_type
-    for cls in (Account.HoldPlaced, Account.HoldCaptured, Account.HoldReleased, Account.HoldExpired)
+# Ending a hold never lowers `available` (a capture takes at most what the hold reserved), so
+# its entries cannot cross a threshold. Placing one lowers it by the hold's amount, which the
+# entry does not carry: for that entry the event is decoded.
+HOLD_ENDED_TYPES = frozenset(
+    cls.entry_type for cls in (Account.HoldCaptured, Account.HoldReleased, Account.HoldExpired)
 )
 
 
@@ -78,7 +79,7 @@ def held_before(event: Any) -> int:
 
 def crossed_below(event: Any, threshold: int) -> bool:
     """True when this event takes `available` from at or above the threshold to below it. An
-    Entry will do instead of the event, but not for a hold (see HOLD_ENTRY_TYPES)."""
+    Entry will do instead of the event, but not for a hold (see HOLD_ENDED_TYPES)."""
     available_after: int = event.balance - event.held
     available_before: int = (event.balance - event.amount) - held_before(event)
     return available_after < threshold <= available_before
@@ -214,10 +215,10 @@ class Relay:
         for tenant_id, entry in entries_of_rows(self.mapper, rows):
             acks.append(await self._publish(publisher, tenant_id, entry))
             threshold = await self._threshold(conn, tenant_id)
-            if threshold is None:
+            if threshold is None or entry.type in HOLD_ENDED_TYPES:
                 continue
             crossing: Any = entry
-            if entry.type in HOLD_ENTRY_TYPES:  # held-before needs the event's hold_amount
+            if entry.type == Account.HoldPlaced.entry_type:  # held-before needs hold_amount
                 rows_at = rows_at or {int(row[0]): row for row in rows}
                 crossing = decode(self.mapper, *rows_at[entry.position][1:])
             if crossed_below(crossing, threshold):
