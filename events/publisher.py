@@ -3,8 +3,8 @@ connection, one future per message, keyed by the message's own token (its positi
 
 nats-py's `publish_async` does the same job with a NUID and two bytes from os.urandom per
 message, a `wait_for` on a semaphore, `json.loads` and a PubAck object per ack. In a scenario 3
-profile of `make bench` those made most of the relay's time, and the relay used a third of a
-core there (docs/BENCHMARKS.md, round 3). The protocol is the same: a message published to a
+profile of `make bench` those were about 29% of the relay's samples, and the relay used a third
+of a core there (0.24 with this publisher; docs/BENCHMARKS.md, round 3). The protocol is the same: a message published to a
 stream's subject with a reply subject gets the stream's ack (or error) on that subject, and a
 request nobody answers gets a 503 status.
 """
