@@ -129,13 +129,15 @@ async def test_a_killed_child_loses_nothing_acknowledged_and_a_retry_applies_not
 
         keys = [f"kill-{i}" for i in range(total)]
         tasks = []
+        sent_kill = False  # once: poll() stays None until the parent reaps the killed child
         for index, key in enumerate(keys):  # a steady stream, so the kill lands mid-flight
             tasks.append(asyncio.ensure_future(submit(key)))
             if index % 100 == 99:
                 await asyncio.sleep(0.005)
-            if len(acknowledged) >= 500 and killed.poll() is None:
+            if len(acknowledged) >= 500 and not sent_kill:
                 os.kill(killed.pid, signal.SIGKILL)
-        if killed.poll() is None:
+                sent_kill = True
+        if not sent_kill:
             os.kill(killed.pid, signal.SIGKILL)
         results = await asyncio.gather(*tasks, return_exceptions=True)
         failures = [r for r in results if not isinstance(r, Outcome)]
