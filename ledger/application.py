@@ -199,16 +199,10 @@ class Ledger(Application[UUID]):
         """The same mapper as the followers' (no compressor or cipher is configured)."""
         return new_mapper()
 
-    def record(
-        self, aggregates: Iterable[Any], results: Sequence[StoredRow] = ()
-    ) -> dict[tuple[UUID, int], int]:
-        """Stores the aggregates' pending events and the results in one transaction (what the
-        library's `save` does, for the writer). Returns each event's position by (originator
-        id, version).
-
-        It makes no StoredEvent per event nor a Recording and a Notification per event
-        afterwards, only the insert's arrays and the positions the writer needs.
-        """
+    def collect(self, aggregates: Iterable[Any]) -> EventColumns:
+        """Takes the aggregates' pending events and encodes them as the insert's four arrays,
+        in the order they are stored (the CPU half of the library's `save`; `record` is the
+        store's half). It makes no StoredEvent per event."""
         mapper = self.mapper
         assert isinstance(mapper, LedgerMapper)
         columns = EventColumns([], [], [], [])
@@ -221,6 +215,13 @@ class Ledger(Application[UUID]):
                     get_topic(type(event)),
                     mapper.encode_state(event),
                 )
+        return columns
+
+    def record(
+        self, columns: EventColumns, results: Sequence[StoredRow] = ()
+    ) -> dict[tuple[UUID, int], int]:
+        """Stores collected events and the results in one transaction. Returns each event's
+        position by (originator id, version): no Recording nor Notification per event."""
         recorder: Any = self.recorder
         positions: dict[tuple[UUID, int], int] = recorder.insert_columns(columns, results)
         return positions

@@ -1,42 +1,48 @@
-"""The group-commit writer (DESIGN.md decision 1).
+"""The group-commit writer (DESIGN.md decision 1, docs/adr/0001).
 
 `await writer.submit(command)` hands a command to one worker thread. The thread gathers what
 arrives within a short window (or up to a batch limit), applies the commands in arrival order
-to cached aggregates, saves the whole batch with one `Ledger.record(...)` (one transaction), and
-only then answers each caller. So every answer means committed.
+to cached aggregates, and saves the whole batch with one `Ledger.record(...)` (one
+transaction); each caller is answered only then. So every answer means committed.
+
+Two batches are under way at once: while one commits, on the committer's thread, the writer's
+thread applies the next on top of it, in memory (ledger/session.py); the next is sent to the
+store only once the first has committed, and is thrown away and run again if it did not. So
+the store's round trip, its table lock and its fsync no longer stand between two batches.
 
 - A LedgerError (insufficient credits, unknown hold, ...) fails only its own command: handlers
-  decide before they change anything, so nothing else in the batch is touched.
+  decide before they change anything, so nothing else in the batch is touched. It is answered
+  with its batch, once the batches before it have committed: a refusal may rest on what they
+  did.
 - A conflict on save (another writer changed the same aggregates, or created the same
   idempotency key) evicts what the batch touched from the cache and runs it again on fresh
   state; if it conflicts again the batch is split in halves until the culprit stands alone.
-  Innocent commands never fail because of it, and the cache never holds unsaved state.
+  Innocent commands never fail because of it, and the cache never keeps unsaved state.
 - The event loop never blocks on the database: the library is synchronous and runs here only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import queue
 import random
 import threading
 import time
 import weakref
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 from uuid import UUID
 
 import msgspec
 import structlog
-from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.domain import Snapshot
-from eventsourcing.persistence import IntegrityError, PersistenceError
+from eventsourcing.persistence import IntegrityError, PersistenceError, StoredEvent
 
 from ledger import commands as c
-from ledger import ids
 from ledger.account import Account
 from ledger.application import Ledger
 from ledger.errors import (
@@ -47,14 +53,12 @@ from ledger.errors import (
     WriteConflictError,
 )
 from ledger.handlers import Outcome, execute
-from ledger.ids import tenant_aggregate_id
 from ledger.limits import SNAPSHOT_INTERVAL
-from ledger.recorder import StoredRow
+from ledger.recorder import EventColumns, StoredRow
 from ledger.records import StoredResult
-from ledger.tenant import ApiKeyIndex, Tenant
+from ledger.session import AggregateCache, BatchSession
 
 log = structlog.get_logger("ledger.writer")
-T = TypeVar("T")
 
 # Commands one transaction carries at most: bounds the transaction's size and latency.
 BATCH_SIZE_MAX = 1_000
@@ -65,11 +69,6 @@ BATCH_WINDOW_S = 0.001
 QUEUE_DEPTH_MAX = 50_000
 # Accounts and tenants kept in memory, least recently used evicted (a few KiB each at most).
 CACHE_SIZE_MAX = 100_000
-# Consumption and hold records kept in memory: most are never read again.
-RECORDS_CACHE_SIZE_MAX = 20_000
-# Tenant settings (overdraft limit, rates) are re-read at least this often, so a change made
-# through another replica applies within this time.
-TENANT_CACHE_TTL_S = 1.0
 # Reruns of a lone command after conflicts before it fails with WriteConflictError, and the
 # most a rerun waits (a random part of it: two writers on one hot account must not keep
 # colliding in step). A rerun that waits for the table lock behind the other writer's commit
@@ -78,210 +77,9 @@ TENANT_CACHE_TTL_S = 1.0
 # enough in CI (two writers, four accounts); 30 with waits up to 0.1 s bound it at about 2 s.
 CONFLICT_RETRIES_MAX = 30
 CONFLICT_BACKOFF_MAX_S = 0.1
-
-
-class LRU:
-    """A bounded least-recently-used map of aggregates by id, with each one's load time."""
-
-    def __init__(self, size_max: int) -> None:
-        self.size_max = size_max
-        self.items: OrderedDict[UUID, tuple[Any, float]] = OrderedDict()
-
-    def get(self, aggregate_id: UUID) -> tuple[Any, float] | None:
-        item = self.items.get(aggregate_id)
-        if item is not None:
-            self.items.move_to_end(aggregate_id)
-        return item
-
-    def put(self, aggregate: Any, loaded_at: float) -> None:
-        self.items[aggregate.id] = (aggregate, loaded_at)
-        self.items.move_to_end(aggregate.id)
-        while len(self.items) > self.size_max:
-            self.items.popitem(last=False)
-
-
-class AggregateCache:
-    """Accounts and tenants in one bounded LRU; the records of refunded consumptions and of
-    holds in a smaller one, so a stream of new holds never pushes accounts out."""
-
-    def __init__(self, size_max: int, records_size_max: int = RECORDS_CACHE_SIZE_MAX) -> None:
-        self._main = LRU(size_max)
-        self._records = LRU(records_size_max)
-
-    def __len__(self) -> int:
-        return len(self._main.items) + len(self._records.items)
-
-    def get(self, aggregate_id: UUID) -> tuple[Any, float] | None:
-        return self._main.get(aggregate_id) or self._records.get(aggregate_id)
-
-    def put(self, aggregate: Any, loaded_at: float) -> None:
-        lru = self._main if isinstance(aggregate, Account | Tenant | ApiKeyIndex) else self._records
-        lru.put(aggregate, loaded_at)
-
-    def evict(self, aggregate_id: UUID) -> None:
-        self._main.items.pop(aggregate_id, None)
-        self._records.items.pop(aggregate_id, None)
-
-    def clear(self) -> None:
-        self._main.items.clear()
-        self._records.items.clear()
-
-
-class BatchSession:
-    """The unit of work of one batch: the aggregates it read or changed, to save together."""
-
-    def __init__(self, ledger: Ledger, cache: AggregateCache, now: datetime) -> None:
-        self.ledger = ledger
-        self.cache = cache
-        self.now = now
-        self.touched: dict[UUID, Any] = {}
-        self.loaded_at: dict[UUID, float] = {}
-        self.versions_at_load: dict[UUID, int] = {}
-        # Touched aggregates that are the cache's own objects: after the commit the cache
-        # holds them already, as they are.
-        self.from_cache: set[UUID] = set()
-        # Stored results: those this batch made (saved with its events), and those it found.
-        self.results: dict[UUID, StoredResult] = {}
-        self.found_results: dict[UUID, StoredResult] = {}
-        self.absent: set[UUID] = set()  # aggregates known, for this batch, to have no events
-        self.absent_results: set[UUID] = set()
-        self.work_results: list[UUID] = []
-        # Pending-event counts of the aggregates a command (a work) has seen, as first seen:
-        # a failure is clean when none of them changed. Only what the command touched is
-        # compared, so a check costs the command's size, not the batch's.
-        self.command_seen: dict[UUID, int] = {}
-        self.work_seen: dict[UUID, int] = {}
-
-    def prefetch(self, works: list[Work]) -> None:
-        """One query finds the batch's idempotency keys and payment refs that have answers, and
-        one which accounts to be opened exist, so each new one costs no lookup of its own (the
-        usual case: every request a new key, every account opened a new one)."""
-        candidates = set()
-        opening = set()
-        for work in works:
-            for command in work.commands:
-                if isinstance(command, c.OpenAccount):
-                    account_uuid = ids.account_aggregate_id(command.tenant_id, command.account_id)
-                    if self.cache.get(account_uuid) is None:
-                        opening.add(account_uuid)
-                if command.idempotency_key is not None:
-                    candidates.add(
-                        ids.aggregate_id(command.tenant_id, "idempotency", command.idempotency_key)
-                    )
-                if isinstance(command, c.PurchaseCredits):
-                    candidates.add(
-                        ids.aggregate_id(command.tenant_id, "payment", command.payment_ref)
-                    )
-        if candidates:
-            self.found_results = self.ledger.stored_results(candidates)
-            self.absent_results = candidates - self.found_results.keys()
-        if opening:
-            self.absent = opening - self.ledger.stored_ids(opening)
-
-    def result(self, result_id: UUID) -> StoredResult | None:
-        stored = self.results.get(result_id) or self.found_results.get(result_id)
-        if stored is None and result_id not in self.absent_results:
-            # Answers are not cached: a retry is rare, and one query finds it.
-            stored = self.ledger.stored_results([result_id]).get(result_id)
-            if stored is None:
-                self.absent_results.add(result_id)
-            else:
-                self.found_results[result_id] = stored
-        return stored
-
-    def add_result(self, result: StoredResult) -> None:
-        self.results[result.id] = result
-        self.work_results.append(result.id)
-
-    def account_event(self, account_uuid: UUID, version: int) -> Any:
-        """One stored event of an account (a refund's consumption), read by its key."""
-        if version < 1:
-            return None
-        events = list(self.ledger.events.get(account_uuid, gt=version - 1, lte=version))
-        return events[0] if events else None
-
-    def drop_work_results(self) -> None:
-        """Forgets the results of the work that just failed: they are not saved."""
-        for result_id in self.work_results:
-            self.results.pop(result_id, None)
-
-    def get(self, cls: type[T], aggregate_id: UUID, *, fresh: bool = False) -> T | None:
-        aggregate = self.touched.get(aggregate_id)
-        if aggregate is None:
-            if aggregate_id in self.absent:
-                return None
-            cached = self.cache.get(aggregate_id)
-            if cached is not None:
-                aggregate, loaded_at = cached
-                self.from_cache.add(aggregate_id)
-                if fresh:  # another replica may have written since: catch up before answering
-                    for event in self.ledger.events.get(aggregate_id, gt=aggregate.version):
-                        event.mutate(aggregate)  # type: ignore[attr-defined]
-            else:
-                try:
-                    aggregate = self.ledger.repository.get(aggregate_id)
-                except AggregateNotFoundError:
-                    return None
-                loaded_at = time.monotonic()
-            self.touched[aggregate_id] = aggregate
-            self.loaded_at[aggregate_id] = loaded_at
-            self.versions_at_load[aggregate_id] = aggregate.version
-        if not isinstance(aggregate, cls):
-            return None  # an id of another kind: as good as unknown
-        self._seen(aggregate_id, len(aggregate.pending_events))  # type: ignore[attr-defined]
-        return aggregate
-
-    def tenant(self, tenant_id: str) -> Tenant | None:
-        tenant_uuid = tenant_aggregate_id(tenant_id)
-        if tenant_uuid not in self.touched:
-            cached = self.cache.get(tenant_uuid)
-            if cached is not None and time.monotonic() - cached[1] > TENANT_CACHE_TTL_S:
-                self.cache.evict(tenant_uuid)
-        return self.get(Tenant, tenant_uuid)
-
-    def add(self, aggregate: Any) -> None:
-        self.absent.discard(aggregate.id)
-        if aggregate.id not in self.touched:
-            self.touched[aggregate.id] = aggregate
-            self.loaded_at[aggregate.id] = time.monotonic()
-            self.versions_at_load[aggregate.id] = 0
-            self._seen(aggregate.id, 0)  # a new aggregate is itself a change
-        else:
-            self._seen(aggregate.id, len(aggregate.pending_events))
-
-    def _seen(self, aggregate_id: UUID, pending: int) -> None:
-        self.command_seen.setdefault(aggregate_id, pending)
-        self.work_seen.setdefault(aggregate_id, pending)
-
-    def begin_work(self) -> None:
-        self.work_seen = {}
-        self.command_seen = {}
-        self.work_results = []
-
-    def begin_command(self) -> None:
-        self.command_seen = {}
-
-    def checkpoint(self) -> None:
-        """What the command did so far stands whatever follows (an expiry sweep)."""
-        if self.command_seen:  # empty at the start of every command
-            touched = self.touched
-            self.command_seen = {i: len(touched[i].pending_events) for i in self.command_seen}
-
-    def changed(self, seen: dict[UUID, int]) -> bool:
-        return any(len(self.touched[i].pending_events) != n for i, n in seen.items())
-
-    def has_pending(self) -> bool:
-        return bool(self.results) or any(
-            aggregate.pending_events for aggregate in self.touched.values()
-        )
-
-    def evict_all(self) -> None:
-        for aggregate_id in self.touched:
-            self.cache.evict(aggregate_id)
-
-
-def results_rows(session: BatchSession) -> list[StoredRow]:
-    return [result.to_row() for result in session.results.values()]
+# Batches committing at once: one. The next batch is applied on top of it meanwhile, and two
+# in the store at once would commit in either order.
+COMMITS_IN_FLIGHT_MAX = 1
 
 
 class Sink(Protocol):
@@ -327,7 +125,40 @@ def check_commands(commands: Sequence[c.Command], *, atomic: bool, now: datetime
             raise
 
 
+class Commit(enum.Enum):
+    """How a batch's commit ended."""
+
+    DONE = "done"  # stored, and every work answered
+    CONFLICT = "conflict"  # not stored, nothing answered: run again on fresh state
+    FAILED = "failed"  # not stored, or not known to be: answered unavailable
+
+
+@dataclass(eq=False)
+class Batch:
+    """Works applied on one session: their answers decided, their events and answers encoded
+    for the store. `dirty` or `unreachable` set: it cannot be committed as it is."""
+
+    works: list[Work]
+    session: BatchSession
+    attempt: int  # conflicts met so far by these works
+    answers: dict[int, Any] = field(default_factory=dict)  # by id(work): Outcome(s) or error
+    columns: EventColumns = field(default_factory=lambda: EventColumns([], [], [], []))
+    rows: list[StoredRow] = field(default_factory=list)
+    snapshots: list[StoredEvent] = field(default_factory=list)
+    dirty: Work | None = None  # the work that failed after changing aggregates
+    unreachable: PersistenceError | None = None  # the store failed while applying
+    conflict: IntegrityError | None = None  # why the commit conflicted
+
+    @property
+    def ready(self) -> bool:
+        return self.dirty is None and self.unreachable is None
+
+
+InFlight = tuple[Batch, "Future[Commit]"]
+
+
 _STOP = object()
+_COMMIT_ENDED = object()  # queued by the committer as each commit ends
 
 
 class Submitting:
@@ -386,6 +217,7 @@ class Writer(Submitting):
         self._depth = 0
         self._depth_lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._committer: ThreadPoolExecutor | None = None
         # One sink per event loop, so a batch wakes each loop once; a closed loop drops out.
         self._sinks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopSink] = (
             weakref.WeakKeyDictionary()
@@ -406,15 +238,21 @@ class Writer(Submitting):
 
     def start(self) -> None:
         if self._thread is None:
+            self._committer = ThreadPoolExecutor(
+                max_workers=COMMITS_IN_FLIGHT_MAX, thread_name_prefix="ledger-committer"
+            )
             self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
             self._thread.start()
 
     async def stop(self) -> None:
-        """Answers every command already accepted, then stops the thread."""
+        """Answers every command already accepted, then stops the threads."""
         if self._thread is not None:
             self._queue.put(_STOP)
             await asyncio.to_thread(self._thread.join)
             self._thread = None
+        if self._committer is not None:
+            self._committer.shutdown(wait=True)
+            self._committer = None
 
     def _enqueue(self, commands: Sequence[c.Command], *, atomic: bool) -> asyncio.Future[Any]:
         """Checks the commands and hands them to the thread as one work; its future answers."""
@@ -443,35 +281,85 @@ class Writer(Submitting):
     # ------------------------------------------------------------- thread side
 
     def _run(self) -> None:
+        in_flight: InFlight | None = None
         stopping = False
-        while not stopping:
-            first = self._queue.get()
-            if first is _STOP:
+        while not (stopping and in_flight is None):
+            if stopping:  # nothing more will come: see the last commit through
+                assert in_flight is not None
+                self._settle(in_flight)
+                in_flight = None
+                continue
+            works, stopping = self._gather()
+            if works:
+                in_flight = self._advance(works, in_flight)
+            elif in_flight is not None and in_flight[1].done():
+                self._settle(in_flight)
+                in_flight = None
+
+    def _gather(self) -> tuple[list[Work], bool]:
+        """The next batch's works: what is queued, up to the batch limit, waiting up to the
+        window for more once one has come; none when a commit ended first. The flag says the
+        stop came: nothing is queued after it."""
+        first = self._queue.get()
+        if first is _COMMIT_ENDED:
+            return [], False
+        if first is _STOP:
+            return [], True
+        works = [first]
+        size = len(first.commands)
+        deadline = time.monotonic() + self.batch_window_s
+        while size < self.batch_size_max:
+            try:
+                item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
                 break
-            works = [first]
-            size = len(first.commands)
-            deadline = time.monotonic() + self.batch_window_s
-            while size < self.batch_size_max:
-                try:
-                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
-                except queue.Empty:
-                    break
-                if item is _STOP:
-                    stopping = True
-                    break
+            if item is _STOP:
+                return works, True
+            if item is not _COMMIT_ENDED:  # the batch on top of it is being gathered: go on
                 works.append(item)
                 size += len(item.commands)
-            self._process(works)
+        return works, False
 
-    def _process(self, works: list[Work]) -> None:
+    def _advance(self, works: list[Work], in_flight: InFlight | None) -> InFlight | None:
+        """Applies the works on top of the batch in flight, sees that one through, and sends
+        theirs to the committer; the batch now in flight. When they cannot go as they are
+        (the one before did not commit, or they failed), they run again on their own."""
+        behind = in_flight[0].session if in_flight is not None else None
+        try:
+            batch = self._prepare(works, behind, attempt=0)
+        except Exception as error:  # noqa: BLE001 - a bug, logged; the one in flight may have committed
+            if in_flight is not None:
+                self._settle(in_flight)
+            self._crashed(works, error)
+            return None
+        committed = in_flight is None or self._settle(in_flight, ahead=batch.session)
+        if committed and batch.ready:
+            assert self._committer is not None
+            commit = self._committer.submit(self._commit, batch)
+            # Wakes the thread if it is waiting for works: the commit can be seen through.
+            commit.add_done_callback(lambda _: self._queue.put(_COMMIT_ENDED))
+            return batch, commit
+        batch.session.evict_all()
+        if committed and batch.unreachable is not None:
+            self._unreachable(batch)
+        else:
+            self._run_alone(works)
+        self._done(works)
+        return None
+
+    def _run_alone(self, works: list[Work]) -> None:
+        """Runs the works with nothing in flight, committing before it returns."""
         try:
             self._run_batch(works, attempt=0)
-        except Exception as error:
-            log.exception("writer_batch_crashed", commands=sum(len(w.commands) for w in works))
-            self.cache.clear()
-            for work in works:
-                if not work.done:
-                    self._resolve(work, error)
+        except Exception as error:  # noqa: BLE001 - a bug, logged by _crashed
+            self._crashed(works, error)
+
+    def _crashed(self, works: list[Work], error: Exception) -> None:
+        log.exception("writer_batch_crashed", commands=sum(len(w.commands) for w in works))
+        self.cache.clear()
+        self._fail(works, error)
+
+    def _done(self, works: list[Work]) -> None:
         with self._depth_lock:
             self._depth -= sum(len(w.commands) for w in works)
 
@@ -480,28 +368,47 @@ class Writer(Submitting):
             works = [work for work in works if not work.done]
             if not works:
                 return
-            session = BatchSession(self.ledger, self.cache, self.clock())
-            results: dict[int, Any] = {}
-            try:
-                session.prefetch(works)
-                rerun = any(self._apply(work, session, results) for work in works)
-            except PersistenceError as error:
-                session.evict_all()
-                log.error("writer_store_unreachable", error=str(error))
-                self._fail(
-                    works, UnavailableError("the event store is unreachable; nothing was recorded")
-                )
+            batch = self._prepare(works, None, attempt)
+            if batch.unreachable is not None:
+                batch.session.evict_all()
+                self._unreachable(batch)
                 return
-            if not rerun:
-                self._save(works, session, results, attempt)
+            if batch.dirty is None:
+                commit: Future[Commit] = Future()
+                try:
+                    commit.set_result(self._commit(batch))
+                except Exception as error:  # noqa: BLE001 - _settle reports it
+                    commit.set_exception(error)
+                self._settle((batch, commit), done=False)
                 return
-            # A work failed after changing aggregates: drop its changes with everything the
-            # batch touched, and run the others again on fresh state.
-            session.evict_all()
+            # A work failed after changing aggregates: answer it, drop its changes with
+            # everything the batch touched, and run the others again on fresh state.
+            self._resolve(batch.dirty, batch.answers[id(batch.dirty)])
+            batch.session.evict_all()
             self.batches_rerun += 1
 
-    def _apply(self, work: Work, session: BatchSession, results: dict[int, Any]) -> bool:
-        """Runs one work's commands; True when it failed after changing aggregates."""
+    def _prepare(self, works: list[Work], behind: BatchSession | None, attempt: int) -> Batch:
+        """Applies the works in a new session (on top of `behind`, the batch in flight) and
+        encodes what the commit stores. The store failing makes it `unreachable`."""
+        session = BatchSession(self.ledger, self.cache, self.clock(), behind)
+        batch = Batch(works=works, session=session, attempt=attempt)
+        try:
+            session.prefetch(command for work in works for command in work.commands)
+            for work in works:
+                if self._apply(work, session, batch.answers):
+                    batch.dirty = work
+                    return batch
+        except PersistenceError as error:
+            batch.unreachable = error
+            return batch
+        batch.snapshots = self._snapshots(session)
+        batch.columns = self.ledger.collect(session.touched.values())
+        batch.rows = session.result_rows()
+        return batch
+
+    def _apply(self, work: Work, session: BatchSession, answers: dict[int, Any]) -> bool:
+        """Runs one work's commands and puts its answer, outcome or error, in `answers`.
+        True when it failed after changing aggregates."""
         session.begin_work()
         outcomes: list[Outcome] = []
         for index, command in enumerate(work.commands):
@@ -520,93 +427,139 @@ class Writer(Submitting):
                 else:
                     dirty = session.changed(session.command_seen)
                 session.drop_work_results()
-                self._resolve(work, error)
+                answers[id(work)] = error
                 return dirty
             except PersistenceError:
                 raise
             except Exception as error:
                 log.exception("command_crashed", command=type(command).__name__)
                 session.drop_work_results()
-                self._resolve(work, error)
+                answers[id(work)] = error
                 return True
-        results[id(work)] = outcomes if work.atomic else outcomes[0]
+        answers[id(work)] = outcomes if work.atomic else outcomes[0]
         return False
 
-    def _save(
-        self, works: list[Work], session: BatchSession, results: dict[int, Any], attempt: int
-    ) -> None:
-        pending = [work for work in works if not work.done]
-        probe = next(
-            (event for aggregate in session.touched.values() for event in aggregate.pending_events),
-            None,
-        )
+    def _snapshots(self, session: BatchSession) -> list[StoredEvent]:
+        """Snapshots of the accounts that crossed a multiple of SNAPSHOT_INTERVAL, encoded
+        now: the next batch changes the same objects before this one's are stored."""
+        store = self.ledger.snapshots
+        if store is None:
+            return []
         try:
-            positions = (
-                self.ledger.record(session.touched.values(), results_rows(session))
-                if session.has_pending()
-                else {}
-            )
+            return [
+                store.mapper.to_stored_event(Snapshot.take(aggregate))
+                for aggregate_id, aggregate in session.touched.items()
+                if isinstance(aggregate, Account)
+                and aggregate.version // SNAPSHOT_INTERVAL
+                > session.versions_at_load[aggregate_id] // SNAPSHOT_INTERVAL
+            ]
+        except Exception:  # a snapshot is only a shortcut: never fail a batch for one
+            log.exception("snapshot_crashed")
+            return []
+
+    # --------------------------------------------------------- committer side
+
+    def _commit(self, batch: Batch) -> Commit:
+        """Stores the batch and answers its works (on the committer's thread)."""
+        columns, rows = batch.columns, batch.rows
+        try:
+            positions = self.ledger.record(columns, rows) if columns.states or rows else {}
         except (IntegrityError, PersistenceError) as error:
             # The commit may have succeeded with its acknowledgement lost (the library retries
             # the insert, which then meets its own rows): look before treating it as failed.
-            outcome = self._committed(probe, next(iter(session.results.values()), None))
-            if outcome is True:
-                log.warning("writer_commit_ack_lost", commands=len(pending), error=str(error)[:200])
-                positions = {}
-            else:
-                session.evict_all()
-                if isinstance(error, IntegrityError) and outcome is False:
-                    self._on_conflict(pending, attempt, error)
-                else:
-                    log.error("writer_commit_failed", error=str(error), commands=len(pending))
-                    detail = (
-                        "the event store is unreachable; nothing was recorded"
-                        if outcome is False
-                        else "the event store failed during the commit and the outcome is "
-                        "unknown; retry with the same Idempotency-Key"
-                    )
-                    self._fail(pending, UnavailableError(detail))
-                return
-        self._after_commit(pending, session, results, positions)
+            stored = self._committed(batch)
+            if stored is not True and isinstance(error, IntegrityError) and stored is False:
+                batch.conflict = error
+                return Commit.CONFLICT
+            if stored is not True:
+                log.error("writer_commit_failed", error=str(error), commands=len(batch.works))
+                detail = (
+                    "the event store is unreachable; nothing was recorded"
+                    if stored is False
+                    else "the event store failed during the commit and the outcome is "
+                    "unknown; retry with the same Idempotency-Key"
+                )
+                self._fail(batch.works, UnavailableError(detail))
+                return Commit.FAILED
+            log.warning("writer_commit_ack_lost", commands=len(batch.works), error=str(error)[:200])
+            positions = {}
+        self._fill_positions(batch.works, batch.answers, positions)
+        self.batches_committed += 1
+        self.commands_committed += sum(
+            len(w.commands) for w in batch.works if not isinstance(batch.answers[id(w)], Exception)
+        )
+        self._resolve_all(batch.works, batch.answers)
+        self._store_snapshots(batch.snapshots)
+        return Commit.DONE
 
-    def _committed(self, probe: Any, result: StoredResult | None) -> bool | None:
+    def _committed(self, batch: Batch) -> bool | None:
         """Whether the batch's first event (or, with none, its first result) is stored exactly
         as this batch made it: True (committed), False (not), None (the store cannot tell)."""
+        columns = batch.columns
         try:
-            if probe is not None:
-                state = self.ledger.stored_state(probe.originator_id, probe.originator_version)
-                return (
-                    state is not None and state == self.ledger.mapper.to_stored_event(probe).state
+            if columns.states:
+                state = self.ledger.stored_state(
+                    columns.originator_ids[0], columns.originator_versions[0]
                 )
-            if result is not None:
-                return self.ledger.stored_results([result.id]).get(result.id) == result
+                return state == columns.states[0]
+            if batch.rows:
+                first = StoredResult.from_row(batch.rows[0])
+                return self.ledger.stored_results([first.id]).get(first.id) == first
         except PersistenceError:
             return None
         return False
 
-    def _after_commit(
-        self,
-        works: list[Work],
-        session: BatchSession,
-        results: dict[int, Any],
-        positions: dict[tuple[UUID, int], int],
-    ) -> None:
-        for aggregate_id, aggregate in session.touched.items():
-            if aggregate_id not in session.from_cache:
-                self.cache.put(aggregate, session.loaded_at[aggregate_id])
-        self._fill_positions(works, results, positions)
-        self.batches_committed += 1
-        self.commands_committed += sum(len(work.commands) for work in works)
-        self._resolve_all(works, results)
+    def _store_snapshots(self, snapshots: list[StoredEvent]) -> None:
+        if snapshots and self.ledger.snapshots is not None:
+            try:
+                self.ledger.snapshots.recorder.insert_events(snapshots)
+            except (IntegrityError, PersistenceError) as error:  # a snapshot is only a shortcut
+                log.warning("snapshot_failed", error=str(error)[:200], count=len(snapshots))
+
+    # ----------------------------------------------------- back on the writer
+
+    def _settle(
+        self, in_flight: InFlight, ahead: BatchSession | None = None, *, done: bool = True
+    ) -> bool:
+        """Waits for the batch's commit and acts on how it ended: True when it committed.
+        When it did not, what `ahead` (the batch applied on top of it) touched is evicted too,
+        before the batch runs again. `done`: its works leave the queue's count."""
+        batch, commit = in_flight
         try:
-            self._take_snapshots(session)
-        except Exception:
-            log.exception("snapshot_crashed")
+            outcome = commit.result()
+        except Exception as error:  # noqa: BLE001 - a bug in the commit, logged by _crashed
+            outcome = Commit.FAILED
+            self._crashed(batch.works, error)
+        if outcome is Commit.DONE:
+            session = batch.session
+            for aggregate_id, aggregate in session.touched.items():
+                if aggregate_id not in session.from_cache:
+                    self.cache.put(aggregate, session.loaded_at[aggregate_id])
+        else:
+            batch.session.evict_all()
+            if ahead is not None:
+                ahead.evict_all()
+            if outcome is Commit.CONFLICT:
+                assert batch.conflict is not None
+                try:
+                    self._on_conflict(batch.works, batch.attempt, batch.conflict)
+                except Exception as error:  # noqa: BLE001 - a bug, logged by _crashed
+                    self._crashed(batch.works, error)
+        if done:
+            self._done(batch.works)
+        return outcome is Commit.DONE
+
+    def _unreachable(self, batch: Batch) -> None:
+        log.error("writer_store_unreachable", error=str(batch.unreachable))
+        self._fail(
+            batch.works, UnavailableError("the event store is unreachable; nothing was recorded")
+        )
 
     def _on_conflict(self, works: list[Work], attempt: int, error: Exception) -> None:
         """Runs the batch again on fresh state (a stale cache is the usual cause); if it still
         conflicts, in halves until the conflicting command stands alone. Only a command that
         conflicts alone CONFLICT_RETRIES_MAX times fails."""
+        works = [work for work in works if not work.done]
         log.info("writer_conflict", commands=len(works), attempt=attempt, error=str(error)[:200])
         if len(works) == 1:
             if attempt >= CONFLICT_RETRIES_MAX:
@@ -622,9 +575,15 @@ class Writer(Submitting):
             self._run_batch(works[middle:], attempt)
 
     def _fill_positions(
-        self, works: list[Work], results: dict[int, Any], positions: dict[tuple[UUID, int], int]
+        self, works: list[Work], answers: dict[int, Any], positions: dict[tuple[UUID, int], int]
     ) -> None:
-        outcomes = [o for w in works for o in (results[id(w)] if w.atomic else [results[id(w)]])]
+        outcomes: list[Outcome] = []
+        for work in works:
+            answer = answers[id(work)]
+            if isinstance(answer, Outcome):
+                outcomes.append(answer)
+            elif isinstance(answer, list):
+                outcomes.extend(answer)
         missing = {o.entry_ref for o in outcomes if o.entry_ref and o.entry_ref not in positions}
         if missing:  # replays of answers committed in earlier batches
             try:
@@ -636,21 +595,6 @@ class Writer(Submitting):
                 position = positions[outcome.entry_ref]
                 outcome.value = msgspec.structs.replace(outcome.value, position=position)
 
-    def _take_snapshots(self, session: BatchSession) -> None:
-        """Snapshots accounts that crossed a multiple of SNAPSHOT_INTERVAL in this batch."""
-        snapshots = []
-        for aggregate_id, aggregate in session.touched.items():
-            before = session.versions_at_load[aggregate_id]
-            if isinstance(aggregate, Account) and (
-                aggregate.version // SNAPSHOT_INTERVAL > before // SNAPSHOT_INTERVAL
-            ):
-                snapshots.append(Snapshot.take(aggregate))
-        if snapshots and self.ledger.snapshots is not None:
-            try:
-                self.ledger.snapshots.put(snapshots)
-            except (IntegrityError, PersistenceError) as error:  # a snapshot is only a shortcut
-                log.warning("snapshot_failed", error=str(error)[:200], count=len(snapshots))
-
     def _fail(self, works: list[Work], error: Exception) -> None:
         for work in works:
             if not work.done:
@@ -660,14 +604,15 @@ class Writer(Submitting):
         work.done = True
         work.sink.deliver([(work.token, result)])
 
-    def _resolve_all(self, works: list[Work], results: dict[int, Any]) -> None:
+    def _resolve_all(self, works: list[Work], answers: dict[int, Any]) -> None:
         """Answers a committed batch with one delivery per sink (one wake-up per event loop,
         one message per writer-process client), not one per command."""
-        answers: dict[Sink, list[tuple[Any, Any]]] = {}
+        pairs_of: dict[Sink, list[tuple[Any, Any]]] = {}
         for work in works:
-            work.done = True
-            answers.setdefault(work.sink, []).append((work.token, results[id(work)]))
-        for sink, pairs in answers.items():
+            if not work.done:
+                work.done = True
+                pairs_of.setdefault(work.sink, []).append((work.token, answers[id(work)]))
+        for sink, pairs in pairs_of.items():
             sink.deliver(pairs)
 
 
