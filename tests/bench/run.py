@@ -648,10 +648,16 @@ class Bench:
         for i in range(commits % connections):
             per_connection[i] += 1
 
+        backend_seconds: list[float] = []  # each connection's server process, as it ends
+
         def work(count: int) -> None:
             import uuid
 
             with psycopg.connect(url) as conn:
+                row = conn.execute("SELECT pg_backend_pid()").fetchone()
+                backend = int(row[0]) if row else 0
+                conn.commit()
+                used = cpu_seconds(backend)
                 for _ in range(count):
                     params: list[Any] = []
                     for _ in range(rows):
@@ -661,15 +667,28 @@ class Bench:
                     conn.commit()
                     with lock:
                         latencies.append((time.perf_counter() - started) * 1000)
+                used = cpu_seconds(backend) - used  # before the connection (and it) ends
+                with lock:
+                    backend_seconds.append(used)
 
         threads = [threading.Thread(target=work, args=(n,)) for n in per_connection]
+        client_before = time.process_time()
         started = time.perf_counter()
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
         seconds = time.perf_counter() - started
+        client_seconds = time.process_time() - client_before
         latencies.sort()
+        # What rows cost PostgreSQL at its best (a multi-row INSERT of bare rows, by the
+        # connections' own server processes): a floor under what a consume, which writes
+        # several rows, can cost it.
+        cores = {
+            "postgres": round(sum(backend_seconds) / seconds, 2),
+            "client": round(client_seconds / seconds, 2),
+        }
+        log(f"raw INSERT cores used: postgres {cores['postgres']}, client {cores['client']}")
         return {
             "requests": commits,
             "seconds": round(seconds, 2),
@@ -677,6 +696,7 @@ class Bench:
             "p50_ms": latencies[len(latencies) // 2],
             "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
             "errors": 0,
+            "cpu_cores": cores,
         }
 
     def scenario_6(self) -> None:
@@ -977,6 +997,9 @@ class Bench:
                 "--format",
                 "raw",
                 "--threads",
+                # Only the thread holding the GIL: a thread blocked in a socket read or waiting
+                # for the GIL was counted as busy, and the shares of threads meant nothing.
+                "--gil",
                 "--subprocesses",  # the writer child (and the follower and relay) too
                 "--output",
                 str(out),
