@@ -261,15 +261,26 @@ def _has_float(value: Any, depth: int = 0) -> bool:
     return False
 
 
-def check_expires_at(expires_at: datetime | None, now: datetime) -> None:
+def check_expires_at(
+    expires_at: datetime | None, now: datetime, *, may_be_retry: bool = False
+) -> None:
+    """A time zone, within the horizon, and in the future. A command that may be a retry
+    (it has an idempotency key or a payment_ref) is let through with a past expiry: its
+    first attempt may have been answered before that time, and only the writer can tell
+    (the handler then refuses a new one with `check_still_ahead`)."""
     if expires_at is None:
         return
     if expires_at.tzinfo is None:
         raise _invalid("expires_at must carry a time zone (RFC 3339, e.g. 2026-11-22T10:00:00Z)")
-    if expires_at <= now:
-        raise _invalid("expires_at must be in the future")
+    if not may_be_retry:
+        check_still_ahead(expires_at, now)
     if expires_at - now > EXPIRY_HORIZON_MAX:
         raise _invalid("expires_at is too far in the future")
+
+
+def check_still_ahead(expires_at: datetime | None, now: datetime) -> None:
+    if expires_at is not None and expires_at <= now:
+        raise _invalid("expires_at must be in the future")
 
 
 def parse_decimal(value: str, name: str) -> Decimal:
@@ -335,7 +346,9 @@ def check(command: Command, now: datetime) -> None:  # noqa: C901, PLR0915 - a b
             unknown = sorted(set(command.scopes) - set(SCOPES))
             if unknown or not command.scopes:
                 raise _invalid(f"scopes must be a non-empty subset of {', '.join(SCOPES)}")
-            check_expires_at(command.expires_at, now)
+            check_expires_at(
+                command.expires_at, now, may_be_retry=command.idempotency_key is not None
+            )
         case RevokeApiKey():
             check_text(command.key_id, "key_id")
         case OpenAccount():
@@ -345,7 +358,9 @@ def check(command: Command, now: datetime) -> None:  # noqa: C901, PLR0915 - a b
         case GrantCredits():
             check_amount(command.amount)
             check_text(command.reason, "reason")
-            check_expires_at(command.expires_at, now)
+            check_expires_at(
+                command.expires_at, now, may_be_retry=command.idempotency_key is not None
+            )
             check_metadata(command.metadata)
             if command.priority is not None and not 0 <= command.priority <= PRIORITY_MAX:
                 raise _invalid(f"priority must be from 0 to {PRIORITY_MAX}")
@@ -359,7 +374,7 @@ def check(command: Command, now: datetime) -> None:  # noqa: C901, PLR0915 - a b
                 raise _invalid(
                     f"payment_ref must be 1-{PAYMENT_REF_LENGTH_MAX} printable characters"
                 )
-            check_expires_at(command.expires_at, now)
+            check_expires_at(command.expires_at, now, may_be_retry=True)  # by its payment_ref
             check_metadata(command.metadata)
         case RefundConsumption():
             check_text(command.consumption_id, "consumption_id")

@@ -197,6 +197,7 @@ def update_tenant(command: c.UpdateTenant, session: Session) -> Outcome:
 
 
 def create_api_key(command: c.CreateApiKey, session: Session) -> Outcome:
+    c.check_still_ahead(command.expires_at, session.now)  # not a replay (execute looked)
     tenant = _existing_tenant(session, command.tenant_id)
     view = _add_key(
         session, tenant, name=command.name, scopes=command.scopes, expires_at=command.expires_at
@@ -303,6 +304,7 @@ def open_account(command: c.OpenAccount, session: Session) -> Outcome:
 
 
 def grant_credits(command: c.GrantCredits, session: Session) -> Outcome:
+    c.check_still_ahead(command.expires_at, session.now)  # not a replay (execute looked)
     account = _swept_account(command, session)
     account.grant(
         lot_id=new_id(),
@@ -339,6 +341,7 @@ def purchase_credits(command: c.PurchaseCredits, session: Session) -> Outcome:
                 f"payment_ref {command.payment_ref!r} was credited to another account"
             )
         return replay(paid)
+    c.check_still_ahead(command.expires_at, session.now)
     account = _swept_account(command, session)
     account.purchase(
         lot_id=new_id(),

@@ -3,11 +3,14 @@ does not use the key up."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+import msgspec
 import pytest
 
 from ledger import commands as c
 from ledger.errors import IdempotencyKeyReusedError, InsufficientCreditsError, InvalidCommandError
-from tests.unit.fakes import InMemoryLedger
+from tests.unit.fakes import START, InMemoryLedger
 
 T = "acme"
 A = "ada"
@@ -85,3 +88,53 @@ def test_a_stored_answer_never_holds_an_api_keys_secret() -> None:
 def test_the_fingerprint_ignores_the_key_and_sees_every_field() -> None:
     assert c.fingerprint(consume(10, "a")) == c.fingerprint(consume(10, "b"))
     assert c.fingerprint(consume(10)) != c.fingerprint(consume(11))
+
+
+def test_a_retry_after_its_grant_expired_replays_the_grant() -> None:
+    ledger = ready()
+    grant = c.GrantCredits(
+        tenant_id=T,
+        account_id=A,
+        amount=5,
+        reason="promo",
+        expires_at=START + timedelta(hours=1),
+        idempotency_key="g-1",
+    )
+    first = ledger.run(grant)
+    ledger.now = START + timedelta(hours=2)  # the answer was lost; the retry comes late
+    again = ledger.run(grant)
+    assert again.replayed and again.value == first.value
+    assert sum(1 for e in ledger.events if type(e).__name__ == "CreditsGranted") == 2  # ready()'s
+
+
+def test_a_purchase_retried_after_its_expiry_is_credited_once() -> None:
+    ledger = ready()
+    purchase = c.PurchaseCredits(
+        tenant_id=T,
+        account_id=A,
+        amount=50,
+        price=c.Price(amount="5.00", currency="USD"),
+        payment_ref="pay-1",
+        expires_at=START + timedelta(days=1),
+    )
+    first = ledger.run(purchase)
+    ledger.now = START + timedelta(days=2)
+    again = ledger.run(purchase)
+    assert again.value == first.value
+    assert sum(1 for e in ledger.events if type(e).__name__ == "CreditsPurchased") == 1
+
+
+def test_a_new_grant_with_a_key_and_a_past_expiry_is_refused_and_keeps_its_key() -> None:
+    ledger = ready()
+    late = c.GrantCredits(
+        tenant_id=T,
+        account_id=A,
+        amount=5,
+        reason="promo",
+        expires_at=START - timedelta(seconds=1),
+        idempotency_key="g-2",
+    )
+    with pytest.raises(InvalidCommandError, match="in the future"):
+        ledger.run(late)
+    fixed = msgspec.structs.replace(late, expires_at=START + timedelta(days=1))
+    assert not ledger.run(fixed).replayed
