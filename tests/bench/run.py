@@ -20,6 +20,7 @@ import json
 import os
 import platform
 import re
+import resource
 import secrets
 import shutil
 import signal
@@ -58,6 +59,7 @@ PYTHON_SPEED_REPEATS = 15  # timings of python_speed_ms(), median taken
 MEMORY_ACCOUNTS = 1_000_000  # scenario 7: distinct accounts touched before RSS is read
 MEMORY_STEP_S = 30  # scenario 7: seconds per wrk run between RSS readings
 MEMORY_CONNECTIONS = 64
+CORES = os.cpu_count() or 1  # what the service, its database, NATS and wrk share
 SETTLE_CPU_SHARE = 0.15  # before a run, wait until the service uses less than this of a core
 SETTLE_TIMEOUT_S = 60
 READY_TIMEOUT_S = 120
@@ -159,6 +161,12 @@ def cpu_by_role(serve_pid: int) -> dict[str, float]:
             role = _role(pid, serve_pid)
             totals[role] = totals.get(role, 0.0) + (int(fields[11]) + int(fields[12])) / tick
     return totals
+
+
+def children_cpu_seconds() -> float:
+    """CPU seconds of this process's children that have exited and been reaped (wrk)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def settle(pid: int) -> float:
@@ -427,10 +435,14 @@ class Bench:
             **extra,
         }
 
-    def load(self, script: str, connections: int, duration_s: float, **env: str) -> dict[str, Any]:
+    def load(
+        self, script: str, connections: int, duration_s: float, per_request: int = 1, **env: str
+    ) -> dict[str, Any]:
+        """A wrk run with the cores each role used; `per_request`: commands per request."""
         assert self.service.process is not None
         settle(self.service.process.pid)
         before, started = cpu_by_role(self.service.process.pid), time.monotonic()
+        children_before = children_cpu_seconds()
         run = run_wrk(
             self.wrk,
             self.service.url,
@@ -440,15 +452,28 @@ class Bench:
             duration_s=duration_s,
         )
         after, wall = cpu_by_role(self.service.process.pid), time.monotonic() - started
+        after["wrk"] = children_cpu_seconds() - children_before  # wrk has exited: it is reaped
         # Cores each role used on average during the run.
         run["cpu_cores"] = {
             role: round((after[role] - before.get(role, 0.0)) / wall, 2)
             for role in sorted(after)
             if role != "gone" and after[role] - before.get(role, 0.0) > 0
         }
+        # CPU per request by role, and the rate at which that CPU would fill every core: how
+        # near the run came to what the machine can give at this cost per request.
+        commands = max(run["requests"] * per_request, 1)
+        per_command = {
+            role: (after[role] - before.get(role, 0.0)) / commands * 1e6
+            for role in run["cpu_cores"]
+        }
+        run["cpu_us_per_command"] = {role: round(us, 1) for role, us in per_command.items()}
+        total_us = sum(per_command.values())
+        run["cpu_bound_per_s"] = round(CORES / total_us * 1e6) if total_us else None
         log(
             f"{script} cores used: "
             + ", ".join(f"{role} {cores}" for role, cores in run["cpu_cores"].items())
+            + f"; {total_us:,.0f} us of CPU per command in all, so {CORES} cores allow "
+            f"{run['cpu_bound_per_s'] or 0:,}/s against {run['rps'] * per_request:,.0f}/s run"
         )
         return run
 
@@ -521,7 +546,7 @@ class Bench:
         env = {"BENCH_ACCOUNTS": str(ACCOUNTS), "BENCH_BATCH": str(BATCH_SIZE)}
         for i in range(runs):
             profiler = self.start_profile("3", seconds) if i == 0 else None
-            run = self.load("batch.lua", BATCH_CONNECTIONS, seconds, **env)
+            run = self.load("batch.lua", BATCH_CONNECTIONS, seconds, BATCH_SIZE, **env)
             self.finish_profile("3", profiler)
             subject.append(run)
             commits = max(run["requests"], BATCH_CONNECTIONS)
