@@ -21,7 +21,13 @@ import structlog
 from eventsourcing.persistence import Mapper
 
 from projections.entries import Changes, entries_of_rows
-from projections.schema import create_statements, drop_statements
+from projections.schema import (
+    create_read_models,
+    create_statements,
+    drop_statements,
+    lock_ddl,
+    run_ddl,
+)
 from projections.tailing import (
     EVENTS_CHANNEL,
     close_quickly,
@@ -99,12 +105,12 @@ class Follower:
     # ------------------------------------------------------------ set-up
 
     async def create_tables(self, conn: asyncpg.Connection, *, indexes: bool = True) -> None:
-        for statement in create_statements(self.schema, indexes=indexes):
-            await conn.execute(statement)
+        await create_read_models(conn, self.schema, indexes=indexes)
 
-    async def drop_tables(self, conn: asyncpg.Connection) -> None:
-        for statement in drop_statements(self.schema):
-            await conn.execute(statement)
+    async def recreate_tables(self, conn: asyncpg.Connection) -> None:
+        """Empty read models without the indexes a rebuild creates after loading."""
+        statements = drop_statements(self.schema) + create_statements(self.schema, indexes=False)
+        await run_ddl(conn, self.schema, statements)
 
     async def read_position(self, conn: asyncpg.Connection) -> int:
         row = await conn.fetchval(
@@ -244,6 +250,10 @@ class Follower:
         reader = await asyncpg.connect(self.database_url)
         try:
             async with conn.transaction():
+                # Held to the commit: a role starting meanwhile would otherwise build the
+                # missing indexes row by row, or wait on these tables while holding the lock
+                # that the indexes below need.
+                await lock_ddl(conn, self.schema)
                 total, last = await self._load(conn, reader, progress)
                 await self.create_tables(conn)  # the indexes, each built in one pass
                 await self._track(conn, last)
@@ -296,9 +306,8 @@ class Follower:
         )
         try:
             await conn.execute("SELECT pg_advisory_lock($1)", ADVISORY_LOCK_KEY)
-            await self.drop_tables(conn)
             started = time.perf_counter()
-            await self.create_tables(conn, indexes=False)
+            await self.recreate_tables(conn)
             total = await self.load(conn, progress)
             return total, time.perf_counter() - started
         finally:
