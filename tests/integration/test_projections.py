@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import os
 import random
 import subprocess
@@ -12,7 +11,6 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from uuid import uuid4
 
 import asyncpg
 import pytest
@@ -377,37 +375,6 @@ async def test_the_follower_decodes_every_account_event_as_the_library_mapper_do
     assert fast == decode_entries(new_mapper(), rows)
     assert {entry.type for _, entry in fast} == set(ENTRY_TYPES)
     assert not FIELDS_NOT_DECODED  # Entry has no field the fast path leaves out
-
-
-def test_what_the_fast_decoder_does_not_know_goes_through_the_library_mapper() -> None:
-    """An older class version (upcast by the library), metadata holding a value the
-    transcoder turns into an object and a key the class does not declare are decoded by the
-    mapper, so the result is the same."""
-    account = uuid4()
-    state = {
-        "timestamp": {"_type_": "datetime_iso", "_data_": "2026-01-02T03:04:05.000006+00:00"},
-        "tenant_id": "t",
-        "account_id": "a",
-        "amount": -3,
-        "balance": 7,
-        "held": 0,
-        "consumption_id": "c.2",
-        "operation": "op",
-        "resource": None,
-        "user_id": None,
-        "metadata": {"when": {"_type_": "datetime_iso", "_data_": "2026-01-01T00:00:00+00:00"}},
-        "draws": [],
-    }
-    topic = "ledger.account:Account.CreditsConsumed"
-    version_1 = (1, account, 2, topic, json.dumps(state).encode())
-    tagged = (2, account, 3, topic, json.dumps({**state, "class_version": 2}).encode())
-    plain = {**state, "metadata": {"k": 1}, "drawn_lots": None, "class_version": 2}
-    fast = (3, account, 4, topic, json.dumps(plain).encode())
-    undeclared = (4, account, 5, topic, json.dumps({**plain, "reason": ""}).encode())
-    rows = [version_1, tagged, fast, undeclared]
-    assert entries_of_rows(new_mapper(), rows) == decode_entries(new_mapper(), rows)
-    entry = entries_of_rows(new_mapper(), [tagged])[0][1]
-    assert entry.metadata == {"when": datetime(2026, 1, 1, tzinfo=UTC)}
 
 
 @pytest.mark.parametrize(
