@@ -20,7 +20,7 @@ import asyncpg
 import structlog
 from eventsourcing.persistence import Mapper
 
-from projections.entries import Changes, entries_of_rows
+from projections.entries import Changes
 from projections.schema import (
     create_read_models,
     create_statements,
@@ -167,10 +167,7 @@ class Follower:
             return None
         changes = Changes() if totals is None else Changes([], totals.accounts, totals.usage)
         for start in range(0, len(rows), DECODE_CHUNK):
-            for tenant_id, entry in entries_of_rows(
-                self.mapper, rows[start : start + DECODE_CHUNK]
-            ):
-                changes.add(tenant_id, entry)
+            changes.add_rows(self.mapper, rows[start : start + DECODE_CHUNK])
             await asyncio.sleep(0)  # a COPY in flight sends on
         return changes, int(rows[-1][0]), len(rows)
 
