@@ -25,7 +25,7 @@ from ledger.errors import LedgerError
 from ledger.writer import Writer
 from projections import follower as follower_module
 from projections.audit import compare_with_read_models
-from projections.entries import FIELDS_NOT_DECODED, decode_entries, entries_of_rows
+from projections.entries import FIELDS_NOT_DECODED, Changes, decode_entries, entries_of_rows
 from projections.follower import Follower
 from projections.tailing import events_after
 from tests.integration.helpers import open_funded
@@ -373,6 +373,11 @@ async def test_the_follower_decodes_every_account_event_as_the_library_mapper_do
         await conn.close()
     fast = entries_of_rows(new_mapper(), rows)
     assert fast == decode_entries(new_mapper(), rows)
+    by_rows, by_mapper = Changes(), Changes()
+    by_rows.add_rows(new_mapper(), rows)  # the follower's path: no Entry objects
+    for tenant_id, entry in decode_entries(new_mapper(), rows):
+        by_mapper.add(tenant_id, entry)
+    assert by_rows == by_mapper  # the entry JSON byte for byte, accounts and usage
     assert {entry.type for _, entry in fast} == set(ENTRY_TYPES)
     assert not FIELDS_NOT_DECODED  # Entry has no field the fast path leaves out
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from uuid import uuid4
 
 from ledger.application import new_mapper
-from projections.entries import decode_entries, entries_of_rows
+from projections.entries import Changes, decode_entries, entries_of_rows
 
 
 def test_what_the_fast_decoder_does_not_know_goes_through_the_library_mapper() -> None:
@@ -39,5 +39,10 @@ def test_what_the_fast_decoder_does_not_know_goes_through_the_library_mapper() -
     undeclared = (4, account, 5, topic, json.dumps({**plain, "reason": ""}).encode())
     rows = [version_1, tagged, fast, undeclared]
     assert entries_of_rows(new_mapper(), rows) == decode_entries(new_mapper(), rows)
+    by_rows, by_mapper = Changes(), Changes()
+    by_rows.add_rows(new_mapper(), rows)
+    for tenant_id, decoded in decode_entries(new_mapper(), rows):
+        by_mapper.add(tenant_id, decoded)
+    assert by_rows == by_mapper
     entry = entries_of_rows(new_mapper(), [tagged])[0][1]
     assert entry.metadata == {"when": datetime(2026, 1, 1, tzinfo=UTC)}
