@@ -32,6 +32,7 @@ from projections.tailing import (
     EVENTS_CHANNEL,
     close_quickly,
     events_after,
+    read_ahead,
     take_lock_or_stop,
     wait_any,
 )
@@ -64,7 +65,9 @@ ENTRY_COLUMNS = (
 
 # Events read and applied per transaction: bounds the transaction's size and memory.
 BATCH_SIZE_MAX = 2_000
-# Events a rebuild reads per round trip: more per round trip, and the same bound on memory.
+# Events a rebuild reads per round trip (~10 MiB of stored JSON; at most three batches are in
+# memory: one going in by COPY, one being decoded, one fetched ahead). 3,000 and 30,000 were
+# no faster (docs/BENCHMARKS.md).
 REBUILD_BATCH_SIZE_MAX = 10_000
 # Rows decoded between two yields to the event loop, so a COPY in flight keeps sending.
 DECODE_CHUNK = 1_000
@@ -157,19 +160,22 @@ class Follower:
         return count
 
     async def read_batch(
-        self, conn: asyncpg.Connection, after: int, totals: Changes | None = None
+        self, conn: asyncpg.Connection, after: int
     ) -> tuple[Changes, int, int] | None:
-        """The changes of the events after `after`, the last position and how many events.
-        A rebuild passes its `totals`: the batch adds its accounts and usage to them."""
-        limit = self.batch_size_max if totals is None else REBUILD_BATCH_SIZE_MAX
-        rows = await events_after(conn, self.schema, after, limit)
+        """The changes of the events after `after`, the last position and how many events."""
+        rows = await events_after(conn, self.schema, after, self.batch_size_max)
         if not rows:
             return None
-        changes = Changes() if totals is None else Changes([], totals.accounts, totals.usage)
+        changes = Changes()
+        await self.decode(rows, changes)
+        return changes, int(rows[-1][0]), len(rows)
+
+    async def decode(self, rows: list[asyncpg.Record], changes: Changes) -> None:
+        """Adds the entries of `rows` to `changes`, yielding to the event loop between chunks
+        so that a COPY or a fetch in flight goes on."""
         for start in range(0, len(rows), DECODE_CHUNK):
             changes.add_rows(self.mapper, rows[start : start + DECODE_CHUNK])
-            await asyncio.sleep(0)  # a COPY in flight sends on
-        return changes, int(rows[-1][0]), len(rows)
+            await asyncio.sleep(0)
 
     async def apply_batch(self, conn: asyncpg.Connection, changes: Changes, last: int) -> None:
         async with conn.transaction():
@@ -265,25 +271,36 @@ class Follower:
         reader: asyncpg.Connection,
         progress: Callable[[int, int], None] | None,
     ) -> tuple[int, int]:
-        """Writes the read models of every event; returns (events read, last position)."""
+        """Writes the read models of every event; returns (events read, last position).
+        While one batch is decoded, the one before it goes in by COPY on `conn` and the one
+        after it is fetched on `reader`, so neither Python nor PostgreSQL waits for the other
+        to finish a batch before it starts on its part of the next."""
         totals = Changes()
         usage = StagedUsage(self.schema)
         total = last = 0
-        batch = await self.read_batch(reader, 0, totals)
-        while batch is not None:
-            changes, last, count = batch
-            following = asyncio.create_task(self.read_batch(reader, last, totals))
-            try:
-                await self._copy_entries(conn, changes)
+        copying: asyncio.Task[None] | None = None
+        batches = read_ahead(reader, self.schema, REBUILD_BATCH_SIZE_MAX)
+        try:
+            async for rows in batches:
+                changes = Changes([], totals.accounts, totals.usage)
+                await self.decode(rows, changes)
+                if copying is not None:
+                    await copying
                 if len(totals.usage) >= REBUILD_USAGE_KEYS_MAX:
                     await usage.stage(conn, totals.usage)
-            except BaseException:
-                following.cancel()
-                raise
-            total += count
-            if progress is not None:
-                progress(total, last)
-            batch = await following
+                copying = asyncio.create_task(self._copy_entries(conn, changes))
+                total, last = total + len(rows), int(rows[-1][0])
+                if progress is not None:
+                    progress(total, last)
+            if copying is not None:
+                await copying
+        except BaseException:
+            if copying is not None and not copying.done():
+                copying.cancel()  # the transaction rolls back: nothing of it stays
+                await asyncio.wait([copying])
+            raise
+        finally:
+            await batches.aclose()
         await conn.copy_records_to_table(
             "rm_accounts",
             schema_name=self.schema,
