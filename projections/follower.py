@@ -21,35 +21,23 @@ import structlog
 from eventsourcing.persistence import Mapper
 
 from projections.entries import Changes
+from projections.rebuild import load
 from projections.schema import (
     create_read_models,
     create_statements,
     drop_statements,
-    lock_ddl,
     run_ddl,
 )
 from projections.tailing import (
     EVENTS_CHANNEL,
     close_quickly,
     events_after,
-    read_ahead,
     take_lock_or_stop,
     wait_any,
 )
 
 log = structlog.get_logger("projections.follower")
 
-ACCOUNT_COLUMNS = (
-    "tenant_id",
-    "account_id",
-    "balance",
-    "held",
-    "version",
-    "position",
-    "created_at",
-    "updated_at",
-)
-USAGE_COLUMNS = ("tenant_id", "day", "operation", "account_id", "count", "credits", "refunded")
 ENTRY_COLUMNS = (
     "position",
     "tenant_id",
@@ -65,16 +53,8 @@ ENTRY_COLUMNS = (
 
 # Events read and applied per transaction: bounds the transaction's size and memory.
 BATCH_SIZE_MAX = 2_000
-# Events a rebuild reads per round trip (~10 MiB of stored JSON; at most three batches are in
-# memory: one going in by COPY, one being decoded, one fetched ahead). 3,000 and 30,000 were
-# no faster (docs/BENCHMARKS.md).
-REBUILD_BATCH_SIZE_MAX = 10_000
 # Rows decoded between two yields to the event loop, so a COPY in flight keeps sending.
 DECODE_CHUNK = 1_000
-# Usage rows (tenant, day, operation, account) a rebuild sums in memory (~0.4 KiB each) before
-# it appends them to a staging table, summed again at the end: at most ~80 MiB. Accounts are
-# not bounded: a rebuild keeps one row per account (~0.5 KiB), ~470 MiB at a million.
-REBUILD_USAGE_KEYS_MAX = 200_000
 # The back-up poll, should a NOTIFY be missed.
 POLL_INTERVAL_S = 1.0
 # How often a standby tries to become the active follower.
@@ -188,7 +168,7 @@ class Follower:
 
     async def apply(self, conn: asyncpg.Connection, changes: Changes, last: int) -> None:
         s = self._s
-        await self._copy_entries(conn, changes)
+        await self.copy_entries(conn, changes)
         if changes.accounts:
             await conn.executemany(
                 f"INSERT INTO {s}.rm_accounts (tenant_id, account_id, balance, held, version, position, "
@@ -207,9 +187,9 @@ class Follower:
                 f"refunded = rm_usage.refunded + EXCLUDED.refunded",
                 [(*key, *totals) for key, totals in changes.usage.items()],
             )
-        await self._track(conn, last)
+        await self.track(conn, last)
 
-    async def _copy_entries(self, conn: asyncpg.Connection, changes: Changes) -> None:
+    async def copy_entries(self, conn: asyncpg.Connection, changes: Changes) -> None:
         if changes.entry_rows:
             # Binary COPY, not an INSERT per row: entries are only ever appended.
             await conn.copy_records_to_table(
@@ -219,7 +199,7 @@ class Follower:
                 records=changes.entry_rows,
             )
 
-    async def _track(self, conn: asyncpg.Connection, last: int) -> None:
+    async def track(self, conn: asyncpg.Connection, last: int) -> None:
         await conn.execute(
             f"INSERT INTO {self._s}.rm_tracking (name, position) VALUES ($1, $2) "
             f"ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position",
@@ -239,82 +219,11 @@ class Follower:
                 progress(total, self.position)
         return total
 
-    async def load(
-        self, conn: asyncpg.Connection, progress: Callable[[int, int], None] | None = None
-    ) -> int:
-        """Fills the empty read models with every event there is, in one transaction: a crash
-        leaves them empty with no position, and the follower starts again from 0.
-
-        What makes it faster than `catch_up`: the next batch is read and decoded on a second
-        connection while this one writes the current one, so PostgreSQL and Python work at
-        once; entries go in by COPY alone, while accounts and usage add up in memory over the
-        whole history and are written once, by COPY, instead of an upsert per row and batch;
-        the indexes with keys in random order are built after the load, in one pass each."""
-        reader = await asyncpg.connect(self.database_url)
-        try:
-            async with conn.transaction():
-                # Held to the commit: a role starting meanwhile would otherwise build the
-                # missing indexes row by row, or wait on these tables while holding the lock
-                # that the indexes below need.
-                await lock_ddl(conn, self.schema)
-                total, last = await self._load(conn, reader, progress)
-                await self.create_tables(conn)  # the indexes, each built in one pass
-                await self._track(conn, last)
-            self.position = last
-            return total
-        finally:
-            await reader.close()
-
-    async def _load(
-        self,
-        conn: asyncpg.Connection,
-        reader: asyncpg.Connection,
-        progress: Callable[[int, int], None] | None,
-    ) -> tuple[int, int]:
-        """Writes the read models of every event; returns (events read, last position).
-        While one batch is decoded, the one before it goes in by COPY on `conn` and the one
-        after it is fetched on `reader`, so neither Python nor PostgreSQL waits for the other
-        to finish a batch before it starts on its part of the next."""
-        totals = Changes()
-        usage = StagedUsage(self.schema)
-        total = last = 0
-        copying: asyncio.Task[None] | None = None
-        batches = read_ahead(reader, self.schema, REBUILD_BATCH_SIZE_MAX)
-        try:
-            async for rows in batches:
-                changes = Changes([], totals.accounts, totals.usage)
-                await self.decode(rows, changes)
-                if copying is not None:
-                    await copying
-                if len(totals.usage) >= REBUILD_USAGE_KEYS_MAX:
-                    await usage.stage(conn, totals.usage)
-                copying = asyncio.create_task(self._copy_entries(conn, changes))
-                total, last = total + len(rows), int(rows[-1][0])
-                if progress is not None:
-                    progress(total, last)
-            if copying is not None:
-                await copying
-        except BaseException:
-            if copying is not None and not copying.done():
-                copying.cancel()  # the transaction rolls back: nothing of it stays
-                await asyncio.wait([copying])
-            raise
-        finally:
-            await batches.aclose()
-        await conn.copy_records_to_table(
-            "rm_accounts",
-            schema_name=self.schema,
-            columns=ACCOUNT_COLUMNS,
-            records=in_key_order(totals.accounts),
-        )
-        totals.accounts.clear()
-        await usage.finish(conn, totals.usage)
-        return total, last
-
     async def rebuild(
         self, progress: Callable[[int, int], None] | None = None
     ) -> tuple[int, float]:
-        """Drops the read models and builds them again from position 0, holding the lock."""
+        """Drops the read models and builds them again from position 0 (projections.rebuild),
+        holding the follower's lock; returns the events read and the seconds it took."""
         conn = await asyncpg.connect(
             self.database_url, server_settings={"search_path": self.schema}
         )
@@ -322,55 +231,7 @@ class Follower:
             await conn.execute("SELECT pg_advisory_lock($1)", ADVISORY_LOCK_KEY)
             started = time.perf_counter()
             await self.recreate_tables(conn)
-            total = await self.load(conn, progress)
+            total = await load(self, conn, progress)
             return total, time.perf_counter() - started
         finally:
             await conn.close()
-
-
-def in_key_order(rows: dict[tuple[Any, ...], Any]) -> list[Any]:
-    """The values of `rows` sorted by key: in the primary key's order where the database's
-    collation orders text by code point, as C and C.UTF-8 do (the bench's and the dev
-    database's), so COPY appends to the key's index instead of inserting at random places
-    (1.3 s against 1.6 s for 250,000 accounts). Any other collation gets the same rows, only
-    more slowly."""
-    return [rows[key] for key in sorted(rows)]
-
-
-class StagedUsage:
-    """A rebuild's usage past REBUILD_USAGE_KEYS_MAX rows: those go to a staging table,
-    dropped at commit, and the end sums it into rm_usage, as `Follower.apply` would have."""
-
-    def __init__(self, schema: str) -> None:
-        self.schema = schema
-        self.staged = False
-
-    async def stage(
-        self, conn: asyncpg.Connection, usage: dict[tuple[Any, ...], list[int]]
-    ) -> None:
-        rows = [(*key, *sums) for key, sums in usage.items()]
-        usage.clear()  # before any await: the batch being decoded adds to it
-        if not self.staged:
-            await conn.execute(
-                f'CREATE TEMP TABLE rebuild_usage (LIKE "{self.schema}".rm_usage) ON COMMIT DROP'
-            )
-            self.staged = True
-        await conn.copy_records_to_table("rebuild_usage", columns=USAGE_COLUMNS, records=rows)
-
-    async def finish(
-        self, conn: asyncpg.Connection, usage: dict[tuple[Any, ...], list[int]]
-    ) -> None:
-        if not self.staged:
-            rows = [(*key, *usage[key]) for key in sorted(usage)]  # as in_key_order
-            usage.clear()
-            await conn.copy_records_to_table(
-                "rm_usage", schema_name=self.schema, columns=USAGE_COLUMNS, records=rows
-            )
-            return
-        await self.stage(conn, usage)
-        await conn.execute(
-            f'INSERT INTO "{self.schema}".rm_usage '
-            "(tenant_id, day, operation, account_id, count, credits, refunded) "
-            "SELECT tenant_id, day, operation, account_id, sum(count), sum(credits), "
-            "sum(refunded) FROM rebuild_usage GROUP BY tenant_id, day, operation, account_id"
-        )

@@ -23,7 +23,7 @@ from ledger import commands as c
 from ledger.application import Ledger, new_mapper
 from ledger.errors import LedgerError
 from ledger.writer import Writer
-from projections import follower as follower_module
+from projections import rebuild as rebuild_module
 from projections.audit import compare_with_read_models
 from projections.entries import FIELDS_NOT_DECODED, Changes, decode_entries, entries_of_rows
 from projections.follower import Follower
@@ -394,8 +394,8 @@ async def test_a_rebuild_of_every_kind_of_entry_equals_the_live_read_models(
     batch_size: int,
     usage_keys_max: int,
 ) -> None:
-    monkeypatch.setattr(follower_module, "REBUILD_BATCH_SIZE_MAX", batch_size)
-    monkeypatch.setattr(follower_module, "REBUILD_USAGE_KEYS_MAX", usage_keys_max)
+    monkeypatch.setattr(rebuild_module, "REBUILD_BATCH_SIZE_MAX", batch_size)
+    monkeypatch.setattr(rebuild_module, "REBUILD_USAGE_KEYS_MAX", usage_keys_max)
     await every_kind_of_entry(writer, "kinds")
     await drive(writer, "kinds-2", [(op, i, 9) for i in range(6) for op in ALL_STEPS])
     live = Follower(database_url, schema, new_mapper(), batch_size_max=7)
@@ -416,10 +416,10 @@ async def test_a_rebuild_that_fails_midway_leaves_no_rows_and_the_follower_start
     writer: Writer, database_url: str, schema: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await drive(writer, "halfway", [(op, i, 9) for i in range(6) for op in ALL_STEPS])
-    monkeypatch.setattr(follower_module, "REBUILD_BATCH_SIZE_MAX", 10)
+    monkeypatch.setattr(rebuild_module, "REBUILD_BATCH_SIZE_MAX", 10)
     copies = 0
     failing = Follower(database_url, schema, new_mapper())
-    copy_entries = failing._copy_entries
+    copy_entries = failing.copy_entries
 
     async def fail_on_the_third_batch(conn: asyncpg.Connection, changes: Any) -> None:
         nonlocal copies
@@ -428,7 +428,7 @@ async def test_a_rebuild_that_fails_midway_leaves_no_rows_and_the_follower_start
             raise Crash
         await copy_entries(conn, changes)
 
-    monkeypatch.setattr(failing, "_copy_entries", fail_on_the_third_batch)
+    monkeypatch.setattr(failing, "copy_entries", fail_on_the_third_batch)
     with pytest.raises(Crash):
         await failing.rebuild()
     conn = await asyncpg.connect(database_url)
