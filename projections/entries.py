@@ -3,13 +3,15 @@
 Only the Account's events make entries; every other aggregate's events are skipped by topic,
 before decoding.
 
-The follower (live and rebuild alike) decodes with `entries_of_rows`: msgspec reads the stored
-JSON straight into the few fields an entry needs and skips the rest unparsed, instead of the
-library's transcoder building every nested dict and a domain event object (decoding was most
-of the follower's time, docs/BENCHMARKS.md "The rebuild"). Whatever that path does not know
-(another class version, a value the transcoder would turn into an object, a cipher) goes
-through the library's mapper, as `decode_entries` does for everything; the auditor keeps
-`decode_entries`, so the two paths check each other.
+The follower (live and rebuild alike, `Changes.add_rows`) and the relay (`entries_of_rows`)
+decode on a fast path: msgspec reads the stored JSON straight into the few fields an entry
+needs and skips the rest unparsed, instead of the library's transcoder building every nested
+dict and a domain event object (decoding was most of the follower's time, docs/BENCHMARKS.md
+"The rebuild"). The follower does not even build the Entry: it encodes the same fields as a
+dict, which gives the same JSON. Whatever the fast path does not know (another class version,
+a value the transcoder would turn into an object, a cipher) goes through the library's mapper,
+as `decode_entries` does for everything; the auditor keeps `decode_entries`, so the two paths
+check each other.
 """
 
 from __future__ import annotations
