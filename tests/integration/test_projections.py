@@ -443,6 +443,33 @@ async def test_a_rebuild_that_fails_midway_leaves_no_rows_and_the_follower_start
         await conn.close()
 
 
+async def test_a_rebuild_whose_decoding_fails_while_a_copy_is_in_flight_leaves_no_rows(
+    writer: Writer, database_url: str, schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await drive(writer, "in-flight", [(op, i, 9) for i in range(6) for op in ALL_STEPS])
+    monkeypatch.setattr(rebuild_module, "REBUILD_BATCH_SIZE_MAX", 10)
+    decoded = 0
+    failing = Follower(database_url, schema, new_mapper())
+    decode = failing.decode
+
+    async def fail_on_the_third_batch(rows: Any, changes: Any) -> None:
+        nonlocal decoded
+        decoded += 1
+        if decoded == 3:  # the second batch's COPY has just been started
+            raise Crash
+        await decode(rows, changes)
+
+    monkeypatch.setattr(failing, "decode", fail_on_the_third_batch)
+    with pytest.raises(Crash):
+        await failing.rebuild()
+    conn = await asyncpg.connect(database_url)
+    try:
+        assert await conn.fetchval(f'SELECT count(*) FROM "{schema}".rm_entries') == 0
+        assert await failing.read_position(conn) == 0
+    finally:
+        await conn.close()
+
+
 async def read_models(conn: asyncpg.Connection, schema: str) -> list[list[tuple[Any, ...]]]:
     return [
         await table(conn, schema, "rm_entries", "position"),
