@@ -84,9 +84,10 @@ def serve(settings: Settings) -> None:
             for role, on in (("project", settings.run_follower), ("relay", settings.run_relay))
             if on
         ]
-        # Every table first, by this process alone: the children and the app would otherwise
-        # race to create them on a fresh schema (one loses with a unique violation).
-        asyncio.run(create_tables(url, settings.schema))
+        # The event store before the children, which read it from their first step. The
+        # read models' and the relay's tables each role creates itself: projections.schema's
+        # DDL lock keeps them from racing.
+        Ledger(url, settings.schema).close()
         supervisor = Supervisor(
             roles,
             child_environ(os.environ, database_url=url, nats_url=nats_url, schema=settings.schema),
@@ -113,19 +114,6 @@ def serve(settings: Settings) -> None:
     finally:
         if supervisor is not None:
             supervisor.stop()  # before the embedded NATS and PostgreSQL stop
-
-
-async def create_tables(database_url: str, schema: str) -> None:
-    """The event store's, the read models' and the relay's tables, if they are missing."""
-    ledger = await asyncio.to_thread(Ledger, database_url, schema)  # creates the store's
-    await asyncio.to_thread(ledger.close)
-    conn = await asyncpg.connect(database_url)
-    try:
-        mapper = new_mapper()
-        await Follower(database_url, schema, mapper).create_tables(conn)
-        await Relay(database_url, schema, mapper, relay_connector("")).create_table(conn)
-    finally:
-        await conn.close()
 
 
 async def run_demo(settings: Settings) -> None:

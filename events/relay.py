@@ -29,6 +29,7 @@ from ledger.ids import tenant_aggregate_id
 from ledger.results import Entry
 from ledger.tenant import Tenant
 from projections.entries import entries_of_rows
+from projections.schema import run_ddl
 from projections.tailing import (
     EVENTS_CHANNEL,
     close_quickly,
@@ -112,9 +113,8 @@ class Relay:
         self._wake = asyncio.Event()
 
     async def create_table(self, conn: asyncpg.Connection) -> None:
-        await conn.execute(
-            f"CREATE TABLE IF NOT EXISTS {self._s}.relay_tracking (name text PRIMARY KEY, position bigint NOT NULL)"
-        )
+        statement = f"CREATE TABLE IF NOT EXISTS {self._s}.relay_tracking (name text PRIMARY KEY, position bigint NOT NULL)"
+        await run_ddl(conn, self.schema, [statement])
 
     async def read_position(self, conn: asyncpg.Connection) -> int:
         value = await conn.fetchval(

@@ -3,19 +3,21 @@
 Only the Account's events make entries; every other aggregate's events are skipped by topic,
 before decoding.
 
-The follower (live and rebuild alike) decodes with `entries_of_rows`: msgspec reads the stored
-JSON straight into the few fields an entry needs and skips the rest unparsed, instead of the
-library's transcoder building every nested dict and a domain event object (decoding was most
-of the follower's time, docs/BENCHMARKS.md "The rebuild"). Whatever that path does not know
-(another class version, a value the transcoder would turn into an object, a cipher) goes
-through the library's mapper, as `decode_entries` does for everything; the auditor keeps
-`decode_entries`, so the two paths check each other.
+The follower (live and rebuild alike, `Changes.add_rows`) and the relay (`entries_of_rows`)
+decode on a fast path: msgspec reads the stored JSON straight into the few fields an entry
+needs and skips the rest unparsed, instead of the library's transcoder building every nested
+dict and a domain event object (decoding was most of the follower's time, docs/BENCHMARKS.md
+"The rebuild"). The follower does not even build the Entry: it encodes the same fields as a
+dict, which gives the same JSON. Whatever the fast path does not know (another class version,
+a value the transcoder would turn into an object, a cipher) goes through the library's mapper,
+as `decode_entries` does for everything; the auditor keeps `decode_entries`, so the two paths
+check each other.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, NamedTuple
@@ -90,6 +92,9 @@ class _Kind(NamedTuple):
     entry_type: str
     class_version: int
     undeclared: tuple[str, ...]  # optional entry fields the class does not have
+    # the optional entry fields it has, in Entry's order, each with how its stored value
+    # becomes the entry's (None: as it is)
+    declared: tuple[tuple[str, Callable[[Any], Any] | None], ...]
 
 
 @functools.lru_cache(maxsize=256)
@@ -106,7 +111,8 @@ def _account_event_kind(topic: str) -> _Kind | None:
         return None
     declared = entry_fields(cls)
     undeclared = tuple(name for name in ENTRY_FIELDS if name not in declared)
-    return _Kind(cls.entry_type, getattr(cls, "class_version", 1), undeclared)
+    converted = tuple((name, _CONVERTED.get(name)) for name in declared)
+    return _Kind(cls.entry_type, getattr(cls, "class_version", 1), undeclared, converted)
 
 
 def _datetime(value: _Tagged) -> datetime:
@@ -127,9 +133,23 @@ def _plain_json(raw: msgspec.Raw) -> Any:
     return msgspec.json.decode(data)
 
 
-def _fast_entry(
+def _metadata(raw: msgspec.Raw) -> Any:
+    return _plain_json(raw) or None  # an entry leaves empty metadata out
+
+
+_CONVERTED: dict[str, Callable[[Any], Any]] = {
+    "expires_at": _datetime,
+    "price": _plain_json,
+    "metadata": _metadata,
+}
+
+
+def _fast_fields(
     kind: _Kind, position: int, originator_id: Any, version: int, state: bytes
-) -> tuple[str, Entry]:
+) -> tuple[str, dict[str, Any]]:
+    """(tenant_id, the fields of the row's Entry) in Entry's order, leaving out those that are
+    None: `Entry(**fields)` is the entry, and encoding `fields` gives the same JSON as
+    encoding it (Entry omits None), without building it."""
     s = _state_decoder.decode(state)
     if s.class_version != kind.class_version:
         raise _NotFastError  # an older version: the class's upcasts apply
@@ -137,48 +157,63 @@ def _fast_entry(
         value = getattr(s, name)
         if value is not None and (value or not isinstance(value, msgspec.Raw)):
             raise _NotFastError  # a key the class does not declare: the mapper decides
-    return s.tenant_id, Entry(
-        entry_id=entry_id(originator_id, version),
-        account_id=s.account_id,
-        type=kind.entry_type,
-        amount=s.amount,
-        balance=s.balance,
-        available=s.balance - s.held,
-        held=s.held,
-        version=version,
-        position=position,
-        recorded_at=_datetime(s.timestamp),
-        operation=s.operation,
-        resource=s.resource,
-        user_id=s.user_id,
-        reason=s.reason,
-        hold_id=s.hold_id,
-        consumption_id=s.consumption_id,
-        lot_id=s.lot_id,
-        expires_at=None if s.expires_at is None else _datetime(s.expires_at),
-        payment_ref=s.payment_ref,
-        price=_plain_json(s.price),
-        metadata=_plain_json(s.metadata) or None,
-    )
+    balance, held = s.balance, s.held
+    fields = {
+        "entry_id": entry_id(originator_id, version),
+        "account_id": s.account_id,
+        "type": kind.entry_type,
+        "amount": s.amount,
+        "balance": balance,
+        "available": balance - held,
+        "held": held,
+        "version": version,
+        "position": position,
+        "recorded_at": _datetime(s.timestamp),
+    }
+    for name, convert in kind.declared:
+        value = getattr(s, name)
+        if value is not None and convert is not None:
+            value = convert(value)
+        if value is not None:
+            fields[name] = value
+    return s.tenant_id, fields
 
 
-def entries_of_rows(mapper: Mapper[UUID], rows: Iterable[Any]) -> list[tuple[str, Entry]]:
-    """What `decode_entries` gives for the same rows, decoded straight from the stored JSON."""
-    fast = mapper.cipher is None and mapper.compressor is None and not FIELDS_NOT_DECODED
-    entries = []
+def _fast_enabled(mapper: Mapper[UUID]) -> bool:
+    return mapper.cipher is None and mapper.compressor is None and not FIELDS_NOT_DECODED
+
+
+def _fields_of_rows(
+    mapper: Mapper[UUID], rows: Iterable[Any]
+) -> Iterator[tuple[str, dict[str, Any] | Entry]]:
+    """(tenant_id, fields) of each account event among rows from `tailing.events_after`: the
+    fields from `_fast_fields`, or the Entry itself where the library's mapper decoded it."""
+    fast = _fast_enabled(mapper)
     for position, originator_id, version, topic, state in rows:
         if not topic.startswith(ACCOUNT_TOPIC_PREFIX):
             continue
         kind = _account_event_kind(topic) if fast else None
         if kind is not None:
             try:
-                entries.append(_fast_entry(kind, position, originator_id, version, state))
+                yield _fast_fields(kind, position, originator_id, version, state)
                 continue
             except (_NotFastError, msgspec.DecodeError, ValueError):
                 pass
         event = decode(mapper, originator_id, version, topic, state)
-        entries.append((event.tenant_id, entry_from_event(event, position)))
-    return entries
+        yield event.tenant_id, entry_from_event(event, position)
+
+
+def entries_of_rows(mapper: Mapper[UUID], rows: Iterable[Any]) -> list[tuple[str, Entry]]:
+    """What `decode_entries` gives for the same rows, decoded straight from the stored JSON."""
+    return [
+        (tenant_id, fields if isinstance(fields, Entry) else Entry(**fields))
+        for tenant_id, fields in _fields_of_rows(mapper, rows)
+    ]
+
+
+# Entry types that count in rm_usage, and the one of them that counts as refunded.
+USAGE_TYPES = frozenset(("consume", "capture", "refund"))
+REFUND_TYPE = "refund"
 
 
 @dataclass
@@ -191,42 +226,63 @@ class Changes:
     usage: dict[tuple[str, date, str, str], list[int]] = field(default_factory=dict)
 
     def add(self, tenant_id: str, entry: Entry) -> None:
+        self._add(tenant_id, msgspec.structs.asdict(entry), _encoder.encode(entry))
+
+    def add_rows(self, mapper: Mapper[UUID], rows: Iterable[Any]) -> None:
+        """Adds the entries of rows from `tailing.events_after`, as `add` would add each of
+        `entries_of_rows`, but on the fast path without an Entry object per row."""
+        add = self._add
+        for tenant_id, fields in _fields_of_rows(mapper, rows):
+            if isinstance(fields, Entry):
+                self.add(tenant_id, fields)
+            else:
+                add(tenant_id, fields, _encoder.encode(fields))
+
+    def _add(self, tenant_id: str, fields: dict[str, Any], entry_json: bytes) -> None:
+        account_id = fields["account_id"]
+        entry_type = fields["type"]
+        amount = fields["amount"]
+        balance = fields["balance"]
+        held = fields["held"]
+        version = fields["version"]
+        position = fields["position"]
+        recorded_at = fields["recorded_at"]
         self.entry_rows.append(
             (
-                entry.position,
+                position,
                 tenant_id,
-                entry.account_id,
-                entry.type,
-                entry.amount,
-                entry.balance,
-                entry.held,
-                entry.version,
-                entry.recorded_at,
-                _encoder.encode(entry).decode(),
+                account_id,
+                entry_type,
+                amount,
+                balance,
+                held,
+                version,
+                recorded_at,
+                entry_json.decode(),
             )
         )
-        key = (tenant_id, entry.account_id)
+        key = (tenant_id, account_id)
         known = self.accounts.get(key)
-        created_at = known[6] if known else entry.recorded_at
+        created_at = known[6] if known else recorded_at
         self.accounts[key] = [
             tenant_id,
-            entry.account_id,
-            entry.balance,
-            entry.held,
-            entry.version,
-            entry.position,
+            account_id,
+            balance,
+            held,
+            version,
+            position,
             created_at,
-            entry.recorded_at,
+            recorded_at,
         ]
-        self._count_usage(tenant_id, entry)
-
-    def _count_usage(self, tenant_id: str, entry: Entry) -> None:
-        if entry.type not in ("consume", "capture", "refund") or entry.operation is None:
+        operation = fields.get("operation")
+        if entry_type not in USAGE_TYPES or operation is None:
             return
-        key = (tenant_id, entry.recorded_at.date(), entry.operation, entry.account_id)
-        totals = self.usage.setdefault(key, [0, 0, 0])
-        if entry.type == "refund":
-            totals[2] += entry.amount
+        usage_key = (tenant_id, recorded_at.date(), operation, account_id)
+        totals = self.usage.get(usage_key)
+        if totals is None:
+            totals = self.usage[usage_key] = [0, 0, 0]
+        if entry_type == REFUND_TYPE:
+            totals[2] += amount
         else:
             totals[0] += 1
-            totals[1] += -entry.amount
+            totals[1] -= amount

@@ -20,8 +20,17 @@ import asyncpg
 import structlog
 from eventsourcing.persistence import Mapper
 
-from projections.entries import Changes, entries_of_rows
-from projections.schema import create_statements, drop_statements
+from projections.entries import Changes
+from projections.rebuild import load
+from projections.schema import (
+    ACCOUNT_COLUMNS,
+    ENTRY_COLUMNS,
+    USAGE_COLUMNS,
+    create_read_models,
+    create_statements,
+    drop_statements,
+    run_ddl,
+)
 from projections.tailing import (
     EVENTS_CHANNEL,
     close_quickly,
@@ -32,40 +41,10 @@ from projections.tailing import (
 
 log = structlog.get_logger("projections.follower")
 
-ACCOUNT_COLUMNS = (
-    "tenant_id",
-    "account_id",
-    "balance",
-    "held",
-    "version",
-    "position",
-    "created_at",
-    "updated_at",
-)
-USAGE_COLUMNS = ("tenant_id", "day", "operation", "account_id", "count", "credits", "refunded")
-ENTRY_COLUMNS = (
-    "position",
-    "tenant_id",
-    "account_id",
-    "type",
-    "amount",
-    "balance",
-    "held",
-    "version",
-    "recorded_at",
-    "entry",
-)
-
 # Events read and applied per transaction: bounds the transaction's size and memory.
 BATCH_SIZE_MAX = 2_000
-# Events a rebuild reads per round trip: more per round trip, and the same bound on memory.
-REBUILD_BATCH_SIZE_MAX = 10_000
 # Rows decoded between two yields to the event loop, so a COPY in flight keeps sending.
 DECODE_CHUNK = 1_000
-# Usage rows (tenant, day, operation, account) a rebuild sums in memory (~0.4 KiB each) before
-# it appends them to a staging table, summed again at the end: at most ~80 MiB. Accounts are
-# not bounded: a rebuild keeps one row per account (~0.5 KiB), ~470 MiB at a million.
-REBUILD_USAGE_KEYS_MAX = 200_000
 # The back-up poll, should a NOTIFY be missed.
 POLL_INTERVAL_S = 1.0
 # How often a standby tries to become the active follower.
@@ -99,12 +78,12 @@ class Follower:
     # ------------------------------------------------------------ set-up
 
     async def create_tables(self, conn: asyncpg.Connection, *, indexes: bool = True) -> None:
-        for statement in create_statements(self.schema, indexes=indexes):
-            await conn.execute(statement)
+        await create_read_models(conn, self.schema, indexes=indexes)
 
-    async def drop_tables(self, conn: asyncpg.Connection) -> None:
-        for statement in drop_statements(self.schema):
-            await conn.execute(statement)
+    async def recreate_tables(self, conn: asyncpg.Connection) -> None:
+        """Empty read models without the indexes a rebuild creates after loading."""
+        statements = drop_statements(self.schema) + create_statements(self.schema, indexes=False)
+        await run_ddl(conn, self.schema, statements)
 
     async def read_position(self, conn: asyncpg.Connection) -> int:
         row = await conn.fetchval(
@@ -151,22 +130,22 @@ class Follower:
         return count
 
     async def read_batch(
-        self, conn: asyncpg.Connection, after: int, totals: Changes | None = None
+        self, conn: asyncpg.Connection, after: int
     ) -> tuple[Changes, int, int] | None:
-        """The changes of the events after `after`, the last position and how many events.
-        A rebuild passes its `totals`: the batch adds its accounts and usage to them."""
-        limit = self.batch_size_max if totals is None else REBUILD_BATCH_SIZE_MAX
-        rows = await events_after(conn, self.schema, after, limit)
+        """The changes of the events after `after`, the last position and how many events."""
+        rows = await events_after(conn, self.schema, after, self.batch_size_max)
         if not rows:
             return None
-        changes = Changes() if totals is None else Changes([], totals.accounts, totals.usage)
-        for start in range(0, len(rows), DECODE_CHUNK):
-            for tenant_id, entry in entries_of_rows(
-                self.mapper, rows[start : start + DECODE_CHUNK]
-            ):
-                changes.add(tenant_id, entry)
-            await asyncio.sleep(0)  # a COPY in flight sends on
+        changes = Changes()
+        await self.decode(rows, changes)
         return changes, int(rows[-1][0]), len(rows)
+
+    async def decode(self, rows: list[asyncpg.Record], changes: Changes) -> None:
+        """Adds the entries of `rows` to `changes`, yielding to the event loop between chunks
+        so that a COPY or a fetch in flight goes on."""
+        for start in range(0, len(rows), DECODE_CHUNK):
+            changes.add_rows(self.mapper, rows[start : start + DECODE_CHUNK])
+            await asyncio.sleep(0)
 
     async def apply_batch(self, conn: asyncpg.Connection, changes: Changes, last: int) -> None:
         async with conn.transaction():
@@ -182,7 +161,7 @@ class Follower:
         by the server (an upsert per row cost PostgreSQL about twice the CPU, most of it
         per statement)."""
         s = self._s
-        await self._copy_entries(conn, changes)
+        await self.copy_entries(conn, changes)
         if changes.accounts:
             await conn.execute(
                 f"INSERT INTO {s}.rm_accounts (tenant_id, account_id, balance, held, version, position, "
@@ -205,9 +184,9 @@ class Follower:
                     ((*key, *totals) for key, totals in changes.usage.items()), len(USAGE_COLUMNS)
                 ),
             )
-        await self._track(conn, last)
+        await self.track(conn, last)
 
-    async def _copy_entries(self, conn: asyncpg.Connection, changes: Changes) -> None:
+    async def copy_entries(self, conn: asyncpg.Connection, changes: Changes) -> None:
         if changes.entry_rows:
             # Binary COPY, not an INSERT per row: entries are only ever appended.
             await conn.copy_records_to_table(
@@ -217,7 +196,7 @@ class Follower:
                 records=changes.entry_rows,
             )
 
-    async def _track(self, conn: asyncpg.Connection, last: int) -> None:
+    async def track(self, conn: asyncpg.Connection, last: int) -> None:
         await conn.execute(
             f"INSERT INTO {self._s}.rm_tracking (name, position) VALUES ($1, $2) "
             f"ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position",
@@ -237,76 +216,19 @@ class Follower:
                 progress(total, self.position)
         return total
 
-    async def load(
-        self, conn: asyncpg.Connection, progress: Callable[[int, int], None] | None = None
-    ) -> int:
-        """Fills the empty read models with every event there is, in one transaction: a crash
-        leaves them empty with no position, and the follower starts again from 0.
-
-        What makes it faster than `catch_up`: the next batch is read and decoded on a second
-        connection while this one writes the current one, so PostgreSQL and Python work at
-        once; entries go in by COPY alone, while accounts and usage add up in memory over the
-        whole history and are written once, by COPY, instead of an upsert per row and batch;
-        the indexes with keys in random order are built after the load, in one pass each."""
-        reader = await asyncpg.connect(self.database_url)
-        try:
-            async with conn.transaction():
-                total, last = await self._load(conn, reader, progress)
-                await self.create_tables(conn)  # the indexes, each built in one pass
-                await self._track(conn, last)
-            self.position = last
-            return total
-        finally:
-            await reader.close()
-
-    async def _load(
-        self,
-        conn: asyncpg.Connection,
-        reader: asyncpg.Connection,
-        progress: Callable[[int, int], None] | None,
-    ) -> tuple[int, int]:
-        """Writes the read models of every event; returns (events read, last position)."""
-        totals = Changes()
-        usage = StagedUsage(self.schema)
-        total = last = 0
-        batch = await self.read_batch(reader, 0, totals)
-        while batch is not None:
-            changes, last, count = batch
-            following = asyncio.create_task(self.read_batch(reader, last, totals))
-            try:
-                await self._copy_entries(conn, changes)
-                if len(totals.usage) >= REBUILD_USAGE_KEYS_MAX:
-                    await usage.stage(conn, totals.usage)
-            except BaseException:
-                following.cancel()
-                raise
-            total += count
-            if progress is not None:
-                progress(total, last)
-            batch = await following
-        await conn.copy_records_to_table(
-            "rm_accounts",
-            schema_name=self.schema,
-            columns=ACCOUNT_COLUMNS,
-            records=in_key_order(totals.accounts),
-        )
-        totals.accounts.clear()
-        await usage.finish(conn, totals.usage)
-        return total, last
-
     async def rebuild(
         self, progress: Callable[[int, int], None] | None = None
     ) -> tuple[int, float]:
-        """Drops the read models and builds them again from position 0, holding the lock."""
+        """Drops the read models and builds them again from position 0 (projections.rebuild),
+        holding the follower's lock; returns the events read and the seconds it took."""
         conn = await asyncpg.connect(
             self.database_url, server_settings={"search_path": self.schema}
         )
         try:
             await conn.execute("SELECT pg_advisory_lock($1)", ADVISORY_LOCK_KEY)
-            await self.drop_tables(conn)
             started = time.perf_counter()
-            await self.create_tables(conn, indexes=False)
-            total = await self.load(conn, progress)
+            await self.recreate_tables(conn)
+            total = await load(self, conn, progress)
             return total, time.perf_counter() - started
         finally:
             await conn.close()
@@ -320,51 +242,3 @@ def columns_of(rows: Iterable[Sequence[Any]], width: int) -> list[list[Any]]:
         for column, value in zip(columns, row, strict=True):
             column.append(value)
     return columns
-
-
-def in_key_order(rows: dict[tuple[Any, ...], Any]) -> list[Any]:
-    """The values of `rows` sorted by key: in the primary key's order where the database's
-    collation orders text by code point, as C and C.UTF-8 do (the bench's and the dev
-    database's), so COPY appends to the key's index instead of inserting at random places
-    (1.3 s against 1.6 s for 250,000 accounts). Any other collation gets the same rows, only
-    more slowly."""
-    return [rows[key] for key in sorted(rows)]
-
-
-class StagedUsage:
-    """A rebuild's usage past REBUILD_USAGE_KEYS_MAX rows: those go to a staging table,
-    dropped at commit, and the end sums it into rm_usage, as `Follower.apply` would have."""
-
-    def __init__(self, schema: str) -> None:
-        self.schema = schema
-        self.staged = False
-
-    async def stage(
-        self, conn: asyncpg.Connection, usage: dict[tuple[Any, ...], list[int]]
-    ) -> None:
-        rows = [(*key, *sums) for key, sums in usage.items()]
-        usage.clear()  # before any await: the batch being decoded adds to it
-        if not self.staged:
-            await conn.execute(
-                f'CREATE TEMP TABLE rebuild_usage (LIKE "{self.schema}".rm_usage) ON COMMIT DROP'
-            )
-            self.staged = True
-        await conn.copy_records_to_table("rebuild_usage", columns=USAGE_COLUMNS, records=rows)
-
-    async def finish(
-        self, conn: asyncpg.Connection, usage: dict[tuple[Any, ...], list[int]]
-    ) -> None:
-        if not self.staged:
-            rows = [(*key, *usage[key]) for key in sorted(usage)]  # as in_key_order
-            usage.clear()
-            await conn.copy_records_to_table(
-                "rm_usage", schema_name=self.schema, columns=USAGE_COLUMNS, records=rows
-            )
-            return
-        await self.stage(conn, usage)
-        await conn.execute(
-            f'INSERT INTO "{self.schema}".rm_usage '
-            "(tenant_id, day, operation, account_id, count, credits, refunded) "
-            "SELECT tenant_id, day, operation, account_id, sum(count), sum(credits), "
-            "sum(refunded) FROM rebuild_usage GROUP BY tenant_id, day, operation, account_id"
-        )

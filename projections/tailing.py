@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 from uuid import UUID
 
@@ -73,6 +73,23 @@ async def events_after(
         limit,
     )
     return rows
+
+
+async def read_ahead(
+    conn: asyncpg.Connection, schema: str, limit: int
+) -> AsyncIterator[list[asyncpg.Record]]:
+    """Every stored event from position 0, in batches of `limit` rows from `events_after`,
+    the next batch's fetch in flight while the caller works on the one it was given."""
+    rows = await events_after(conn, schema, 0, limit)
+    following: asyncio.Task[list[asyncpg.Record]] | None = None
+    try:
+        while rows:
+            following = asyncio.create_task(events_after(conn, schema, rows[-1][0], limit))
+            yield rows
+            rows = await following
+    finally:
+        if following is not None and not following.done():
+            following.cancel()  # the caller stopped early; its connection goes with it
 
 
 async def events_of(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import os
 import random
 import subprocess
@@ -12,7 +11,6 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from uuid import uuid4
 
 import asyncpg
 import pytest
@@ -25,9 +23,9 @@ from ledger import commands as c
 from ledger.application import Ledger, new_mapper
 from ledger.errors import LedgerError
 from ledger.writer import Writer
-from projections import follower as follower_module
+from projections import rebuild as rebuild_module
 from projections.audit import compare_with_read_models
-from projections.entries import FIELDS_NOT_DECODED, decode_entries, entries_of_rows
+from projections.entries import FIELDS_NOT_DECODED, Changes, decode_entries, entries_of_rows
 from projections.follower import Follower
 from projections.tailing import events_after
 from tests.integration.helpers import open_funded
@@ -375,39 +373,13 @@ async def test_the_follower_decodes_every_account_event_as_the_library_mapper_do
         await conn.close()
     fast = entries_of_rows(new_mapper(), rows)
     assert fast == decode_entries(new_mapper(), rows)
+    by_rows, by_mapper = Changes(), Changes()
+    by_rows.add_rows(new_mapper(), rows)  # the follower's path: no Entry objects
+    for tenant_id, entry in decode_entries(new_mapper(), rows):
+        by_mapper.add(tenant_id, entry)
+    assert by_rows == by_mapper  # the entry JSON byte for byte, accounts and usage
     assert {entry.type for _, entry in fast} == set(ENTRY_TYPES)
     assert not FIELDS_NOT_DECODED  # Entry has no field the fast path leaves out
-
-
-def test_what_the_fast_decoder_does_not_know_goes_through_the_library_mapper() -> None:
-    """An older class version (upcast by the library), metadata holding a value the
-    transcoder turns into an object and a key the class does not declare are decoded by the
-    mapper, so the result is the same."""
-    account = uuid4()
-    state = {
-        "timestamp": {"_type_": "datetime_iso", "_data_": "2026-01-02T03:04:05.000006+00:00"},
-        "tenant_id": "t",
-        "account_id": "a",
-        "amount": -3,
-        "balance": 7,
-        "held": 0,
-        "consumption_id": "c.2",
-        "operation": "op",
-        "resource": None,
-        "user_id": None,
-        "metadata": {"when": {"_type_": "datetime_iso", "_data_": "2026-01-01T00:00:00+00:00"}},
-        "draws": [],
-    }
-    topic = "ledger.account:Account.CreditsConsumed"
-    version_1 = (1, account, 2, topic, json.dumps(state).encode())
-    tagged = (2, account, 3, topic, json.dumps({**state, "class_version": 2}).encode())
-    plain = {**state, "metadata": {"k": 1}, "drawn_lots": None, "class_version": 2}
-    fast = (3, account, 4, topic, json.dumps(plain).encode())
-    undeclared = (4, account, 5, topic, json.dumps({**plain, "reason": ""}).encode())
-    rows = [version_1, tagged, fast, undeclared]
-    assert entries_of_rows(new_mapper(), rows) == decode_entries(new_mapper(), rows)
-    entry = entries_of_rows(new_mapper(), [tagged])[0][1]
-    assert entry.metadata == {"when": datetime(2026, 1, 1, tzinfo=UTC)}
 
 
 @pytest.mark.parametrize(
@@ -422,8 +394,8 @@ async def test_a_rebuild_of_every_kind_of_entry_equals_the_live_read_models(
     batch_size: int,
     usage_keys_max: int,
 ) -> None:
-    monkeypatch.setattr(follower_module, "REBUILD_BATCH_SIZE_MAX", batch_size)
-    monkeypatch.setattr(follower_module, "REBUILD_USAGE_KEYS_MAX", usage_keys_max)
+    monkeypatch.setattr(rebuild_module, "REBUILD_BATCH_SIZE_MAX", batch_size)
+    monkeypatch.setattr(rebuild_module, "REBUILD_USAGE_KEYS_MAX", usage_keys_max)
     await every_kind_of_entry(writer, "kinds")
     await drive(writer, "kinds-2", [(op, i, 9) for i in range(6) for op in ALL_STEPS])
     live = Follower(database_url, schema, new_mapper(), batch_size_max=7)
@@ -444,10 +416,10 @@ async def test_a_rebuild_that_fails_midway_leaves_no_rows_and_the_follower_start
     writer: Writer, database_url: str, schema: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await drive(writer, "halfway", [(op, i, 9) for i in range(6) for op in ALL_STEPS])
-    monkeypatch.setattr(follower_module, "REBUILD_BATCH_SIZE_MAX", 10)
+    monkeypatch.setattr(rebuild_module, "REBUILD_BATCH_SIZE_MAX", 10)
     copies = 0
     failing = Follower(database_url, schema, new_mapper())
-    copy_entries = failing._copy_entries
+    copy_entries = failing.copy_entries
 
     async def fail_on_the_third_batch(conn: asyncpg.Connection, changes: Any) -> None:
         nonlocal copies
@@ -456,7 +428,7 @@ async def test_a_rebuild_that_fails_midway_leaves_no_rows_and_the_follower_start
             raise Crash
         await copy_entries(conn, changes)
 
-    monkeypatch.setattr(failing, "_copy_entries", fail_on_the_third_batch)
+    monkeypatch.setattr(failing, "copy_entries", fail_on_the_third_batch)
     with pytest.raises(Crash):
         await failing.rebuild()
     conn = await asyncpg.connect(database_url)
@@ -467,6 +439,33 @@ async def test_a_rebuild_that_fails_midway_leaves_no_rows_and_the_follower_start
         await follower.catch_up(conn)
         report = await compare_with_read_models(conn, schema, new_mapper(), "halfway")
         assert report["ok"], report["mismatches"]
+    finally:
+        await conn.close()
+
+
+async def test_a_rebuild_whose_decoding_fails_while_a_copy_is_in_flight_leaves_no_rows(
+    writer: Writer, database_url: str, schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await drive(writer, "in-flight", [(op, i, 9) for i in range(6) for op in ALL_STEPS])
+    monkeypatch.setattr(rebuild_module, "REBUILD_BATCH_SIZE_MAX", 10)
+    decoded = 0
+    failing = Follower(database_url, schema, new_mapper())
+    decode = failing.decode
+
+    async def fail_on_the_third_batch(rows: Any, changes: Any) -> None:
+        nonlocal decoded
+        decoded += 1
+        if decoded == 3:  # the second batch's COPY has just been started
+            raise Crash
+        await decode(rows, changes)
+
+    monkeypatch.setattr(failing, "decode", fail_on_the_third_batch)
+    with pytest.raises(Crash):
+        await failing.rebuild()
+    conn = await asyncpg.connect(database_url)
+    try:
+        assert await conn.fetchval(f'SELECT count(*) FROM "{schema}".rm_entries') == 0
+        assert await failing.read_position(conn) == 0
     finally:
         await conn.close()
 

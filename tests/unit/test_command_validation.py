@@ -104,3 +104,7 @@ def test_an_entry_id_is_the_uuid5_of_its_account_and_version() -> None:
     for version in (1, 9, 10, 255, 4096, 10**12):
         account = uuid.uuid4()
         assert entry_id(account, version) == str(uuid.uuid5(account, str(version)))
+    # enough hashes for every hex digit where the variant goes in (16 of them), many times over
+    for version in range(1, 2_000):
+        account = uuid.uuid4()
+        assert entry_id(account, version) == str(uuid.uuid5(account, str(version)))
