@@ -15,7 +15,7 @@ from typing import Any
 import structlog
 from psycopg import sql
 
-from ledger.application import Ledger
+from ledger.application import STORE_DDL_LOCK_CLASS, Ledger
 
 log = structlog.get_logger("api.key_usage")
 
@@ -33,8 +33,14 @@ class KeyUsage:
         self._table = sql.Identifier(datastore.schema, TABLE)
 
     def create_table(self) -> None:
-        with self._datastore.get_connection() as conn:
-            conn.execute(
+        """Under the event store's DDL lock: replicas starting at once on a fresh schema would
+        otherwise race on `CREATE TABLE IF NOT EXISTS` (ledger.application.store_ddl_lock)."""
+        with self._datastore.transaction(commit=True) as cursor:
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
+                (STORE_DDL_LOCK_CLASS, self._datastore.schema),
+            )
+            cursor.execute(
                 sql.SQL(
                     "CREATE TABLE IF NOT EXISTS {} (tenant_id text NOT NULL, key_id text NOT NULL, "
                     "last_used_at timestamptz NOT NULL, PRIMARY KEY (tenant_id, key_id))"

@@ -6,13 +6,15 @@ os.environ is switched off, so settings are read once, by api/.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import contextlib
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 from uuid import UUID
 
 import msgspec
+import psycopg
 from eventsourcing.application import Application
 from eventsourcing.domain import Snapshot
 from eventsourcing.persistence import (
@@ -35,6 +37,9 @@ STORE_POOL_SIZE = 4
 STORE_POOL_OVERFLOW = 4
 # Seconds to wait for the events table lock before giving up (the writer then retries).
 STORE_LOCK_TIMEOUT_S = 5
+# The advisory lock of a schema's event-store DDL is (STORE_DDL_LOCK_CLASS, hashtext(schema)):
+# a constant every writer agrees on ("lsdd"), apart from the read models' DDL lock.
+STORE_DDL_LOCK_CLASS = 0x6C73_6464
 # Seconds to wait for a pooled connection. The library retries a failed write 10 times, so an
 # unreachable store answers `unavailable` after about ten times this.
 STORE_CONNECT_TIMEOUT_S = 2
@@ -163,6 +168,19 @@ class LedgerMapper(Mapper[UUID]):
         return stored
 
 
+@contextlib.contextmanager
+def store_ddl_lock(
+    database_url: str, schema: str, connect_timeout_s: int = STORE_CONNECT_TIMEOUT_S
+) -> Iterator[None]:
+    """Holds the schema's event-store DDL lock (a session's advisory lock, on a connection of
+    its own) while the library creates the tables. Its `CREATE … IF NOT EXISTS` statements
+    are not safe when replicas start at once on a fresh schema: two sessions can both find a
+    name free, and one fails on a unique violation in pg_type or pg_class."""
+    with psycopg.connect(database_url, connect_timeout=connect_timeout_s, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (STORE_DDL_LOCK_CLASS, schema))
+        yield  # the lock ends with the session
+
+
 def new_transcoder() -> LedgerTranscoder:
     transcoder = LedgerTranscoder()
     transcoder.register(UUIDAsHex())
@@ -189,7 +207,9 @@ class Ledger(Application[UUID]):
         schema: str = "public",
         connect_timeout_s: int = STORE_CONNECT_TIMEOUT_S,
     ) -> None:
-        super().__init__(env=postgres_env(database_url, schema, connect_timeout_s))
+        env = postgres_env(database_url, schema, connect_timeout_s)
+        with store_ddl_lock(database_url, schema, connect_timeout_s):
+            super().__init__(env=env)  # creates the tables that are missing
 
     def construct_env(self, name: str, env: Any = None) -> Environment:
         """Only what was passed in: the library would otherwise read os.environ."""
