@@ -333,6 +333,9 @@ class Writer(Submitting):
             self._crashed(works, error)
             return None
         committed = in_flight is None or self._settle(in_flight, ahead=batch.session)
+        # Seen through: what it did is in the cache now, or evicted. Kept, each batch would
+        # keep the one before it alive, and a busy writer every batch since it was last idle.
+        batch.session.behind = None
         if committed and batch.ready:
             assert self._committer is not None
             commit = self._committer.submit(self._commit, batch)

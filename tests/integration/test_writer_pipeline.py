@@ -4,7 +4,10 @@ the first committed, and sees what the first did as if it had."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
+import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -12,8 +15,10 @@ import pytest
 from eventsourcing.persistence import OperationalError
 
 from ledger import commands as c
+from ledger import writer as writer_module
 from ledger.application import Ledger
 from ledger.errors import UnavailableError
+from ledger.session import BatchSession
 from ledger.writer import Writer
 from tests.integration.helpers import balance, open_funded, running_writer, stored_event_count
 
@@ -141,3 +146,39 @@ async def test_an_account_opened_by_the_batch_still_committing_is_found_by_the_n
         await opened
         outcome = await granted
     assert outcome.value.balance == 5  # type: ignore[attr-defined]
+
+
+async def test_a_busy_writer_keeps_no_more_than_the_batch_in_flight_and_the_next(
+    writer: Writer, ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under sustained load every batch is applied on top of the one before: none may keep
+    the whole chain of earlier batches (their answers and commands) alive."""
+    await open_funded(writer, T, {"a": 10**9})
+    alive: weakref.WeakSet[BatchSession] = weakref.WeakSet()
+
+    class Counted(BatchSession):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            alive.add(self)
+
+    monkeypatch.setattr(writer_module, "BatchSession", Counted)
+    slow_commits = 0
+    record = ledger.record
+
+    def slow_record(*args: Any, **kwargs: Any) -> Any:
+        nonlocal slow_commits
+        slow_commits += 1
+        time.sleep(0.01)  # commands keep coming while it commits: the pipeline never empties
+        return record(*args, **kwargs)
+
+    monkeypatch.setattr(ledger, "record", slow_record)
+    counts: list[int] = []
+    submitted = []
+    while slow_commits < 40:
+        submitted.append(asyncio.ensure_future(writer.submit(consume(1))))
+        await asyncio.sleep(0.002)
+        if slow_commits >= 20:
+            gc.collect()
+            counts.append(len(alive))
+    await asyncio.gather(*submitted)
+    assert max(counts) <= 3, counts  # in flight, applied on top of it, being made
