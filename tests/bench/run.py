@@ -159,7 +159,10 @@ def cpu_by_role(serve_pid: int) -> dict[str, float]:
         with contextlib.suppress(OSError, IndexError, ValueError):
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             role = _role(pid, serve_pid)
-            totals[role] = totals.get(role, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+            # utime and stime, and cutime and cstime: the CPU of children that have exited
+            # (PostgreSQL's backends of connections a pool closed during the run).
+            used = sum(int(value) for value in fields[11:15]) / tick
+            totals[role] = totals.get(role, 0.0) + used
     return totals
 
 
