@@ -106,6 +106,12 @@ class Runtime:
         metrics.gauge("ledger_writer_batches_rerun", lambda: writer.batches_rerun)
         metrics.gauge("ledger_writer_cache_aggregates", lambda: writer.cached_aggregates)
         metrics.gauge("ledger_writer_ready", lambda: int(writer.ready))
+        # Where the writer's time goes (seconds summed since start): per batch, applying it
+        # and storing it; per committed work, its wait from being queued to being answered.
+        metrics.gauge("ledger_writer_apply_seconds", lambda: writer.apply_us / 1e6)
+        metrics.gauge("ledger_writer_commit_seconds", lambda: writer.commit_us / 1e6)
+        metrics.gauge("ledger_writer_queued_seconds", lambda: writer.queued_us / 1e6)
+        metrics.gauge("ledger_writer_works_answered", lambda: writer.works_answered)
         if isinstance(writer, WriterProcess):
             metrics.gauge("ledger_writer_process_restarts", lambda: writer.restarts)
         mapper = new_mapper()

@@ -89,8 +89,8 @@ class WriterProcess(Submitting):
         self.environ = dict(environ)
         self.clock = clock
         self.process: subprocess.Popen[bytes] | None = None
-        self.stats: Stats = (0, 0, 0, 0)  # the child's counters, as of its last answer
-        self._earlier: tuple[int, int, int] = (0, 0, 0)  # counted by children that died
+        self.stats = Stats()  # the child's counters, as of its last answer
+        self._earlier = Stats()  # counted by children that died
         self.restarts = 0  # children that died and were started again
         self._stream: asyncio.StreamWriter | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -108,20 +108,41 @@ class WriterProcess(Submitting):
         self._backoff_s = RESTART_BACKOFF_FIRST_S
 
     @property
+    def totals(self) -> Stats:
+        """The counters of every child this one has started, the cache's size of the last."""
+        return self._earlier.plus(self.stats)
+
+    @property
     def batches_committed(self) -> int:
-        return self._earlier[0] + self.stats[0]
+        return self.totals.batches_committed
 
     @property
     def commands_committed(self) -> int:
-        return self._earlier[1] + self.stats[1]
+        return self.totals.commands_committed
 
     @property
     def batches_rerun(self) -> int:
-        return self._earlier[2] + self.stats[2]
+        return self.totals.batches_rerun
 
     @property
     def cached_aggregates(self) -> int:
-        return self.stats[3]
+        return self.stats.cached_aggregates
+
+    @property
+    def apply_us(self) -> int:
+        return self.totals.apply_us
+
+    @property
+    def commit_us(self) -> int:
+        return self.totals.commit_us
+
+    @property
+    def queued_us(self) -> int:
+        return self.totals.queued_us
+
+    @property
+    def works_answered(self) -> int:
+        return self.totals.works_answered
 
     @property
     def ready(self) -> bool:
@@ -271,12 +292,7 @@ class WriterProcess(Submitting):
         self._outbox = []
         self._outbox_commands = self._outbox_bytes = 0
         pending, self._pending, self._depth = self._pending, {}, 0
-        self._earlier = (
-            self._earlier[0] + self.stats[0],
-            self._earlier[1] + self.stats[1],
-            self._earlier[2] + self.stats[2],
-        )
-        self.stats = (0, 0, 0, 0)
+        self._earlier, self.stats = self.totals, Stats()
         lost = UnavailableError(
             "the writer stopped before answering; the outcome is unknown: "
             "retry with the same Idempotency-Key"
@@ -353,11 +369,15 @@ class WriterServer:
 
     def _send(self, answers: list[tuple[Any, Any]]) -> None:
         writer = self.writer
-        stats = (
+        stats = Stats(
             writer.batches_committed,
             writer.commands_committed,
             writer.batches_rerun,
             writer.cached_aggregates,
+            writer.apply_us,
+            writer.commit_us,
+            writer.queued_us,
+            writer.works_answered,
         )
         messages = answers_messages(stats, answers, FRAME_BYTES_BUDGET)
         with self._send_lock:

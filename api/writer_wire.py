@@ -44,7 +44,32 @@ _VIEW_DECODERS = [msgspec.json.Decoder(view) for view in VIEW_TYPES]
 ONE, MANY, ERROR, PICKLED = 0, 1, 2, 3
 WireOutcome = tuple[int, bool, bool, msgspec.Raw]
 Answer = tuple[int, int, list[WireOutcome], bytes]
-Stats = tuple[int, int, int, int]
+
+
+class Stats(msgspec.Struct, array_like=True, frozen=True):
+    """The writer's counters, sent with every answer (GET /metrics). All but
+    `cached_aggregates` are sums since the child started; the times are in microseconds."""
+
+    batches_committed: int = 0
+    commands_committed: int = 0
+    batches_rerun: int = 0
+    cached_aggregates: int = 0
+    apply_us: int = 0
+    commit_us: int = 0
+    queued_us: int = 0
+    works_answered: int = 0
+
+    def plus(self, other: Stats) -> Stats:
+        """Both sums added (a child that died, then its replacement); `cached_aggregates`,
+        a gauge, is the other's."""
+        sums = [
+            mine + theirs
+            for mine, theirs in zip(
+                msgspec.structs.astuple(self), msgspec.structs.astuple(other), strict=True
+            )
+        ]
+        return msgspec.structs.replace(Stats(*sums), cached_aggregates=other.cached_aggregates)
+
 
 _encoder = msgspec.json.Encoder()
 _works_decoder = msgspec.json.Decoder(list[Work])

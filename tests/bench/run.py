@@ -197,6 +197,48 @@ def python_speed_ms() -> float:
     return round(median(timings), 2)
 
 
+WRITER_METRICS = (
+    "batches_committed",
+    "commands_committed",
+    "apply_seconds",
+    "commit_seconds",
+    "queued_seconds",
+    "works_answered",
+)
+
+
+def writer_metrics(url: str) -> dict[str, float]:
+    """The writer's counters from the service's GET /metrics (ledger_writer_*)."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if (
+            name.startswith("ledger_writer_")
+            and name.removeprefix("ledger_writer_") in WRITER_METRICS
+        ):
+            values[name.removeprefix("ledger_writer_")] = float(value)
+    return values
+
+
+def writer_phases(before: dict[str, float], after: dict[str, float]) -> dict[str, float] | None:
+    """What the writer's counters say of a run: its batches, their size, the time each took
+    to apply and to store, and how long a work waited in the writer from being queued to
+    being answered (mean): the part of a request's latency spent there."""
+    delta = {name: after.get(name, 0.0) - before.get(name, 0.0) for name in WRITER_METRICS}
+    batches, works = delta["batches_committed"], delta["works_answered"]
+    if batches <= 0 or works <= 0:
+        return None
+    return {
+        "batches": int(batches),
+        "commands_per_batch": round(delta["commands_committed"] / batches, 1),
+        "apply_ms_per_batch": round(delta["apply_seconds"] / batches * 1e3, 2),
+        "commit_ms_per_batch": round(delta["commit_seconds"] / batches * 1e3, 2),
+        "in_writer_ms_per_work": round(delta["queued_seconds"] / works * 1e3, 2),
+    }
+
+
 def median(values: list[float]) -> float:
     return float(statistics.median(values)) if values else float("nan")
 
@@ -444,6 +486,7 @@ class Bench:
         """A wrk run with the cores each role used; `per_request`: commands per request."""
         assert self.service.process is not None
         settle(self.service.process.pid)
+        writer_before = writer_metrics(self.service.url)
         before, started = cpu_by_role(self.service.process.pid), time.monotonic()
         children_before = children_cpu_seconds()
         run = run_wrk(
@@ -456,6 +499,7 @@ class Bench:
         )
         after, wall = cpu_by_role(self.service.process.pid), time.monotonic() - started
         after["wrk"] = children_cpu_seconds() - children_before  # wrk has exited: it is reaped
+        phases = writer_phases(writer_before, writer_metrics(self.service.url))
         # Cores each role used on average during the run.
         run["cpu_cores"] = {
             role: round((after[role] - before.get(role, 0.0)) / wall, 2)
@@ -478,6 +522,16 @@ class Bench:
             + f"; {total_us:,.0f} us of CPU per command in all, so {CORES} cores allow "
             f"{run['cpu_bound_per_s'] or 0:,}/s against {run['rps'] * per_request:,.0f}/s run"
         )
+        if phases is not None:
+            run["writer"] = phases
+            log(
+                f"{script} writer: {phases['batches']:,} batches of "
+                f"{phases['commands_per_batch']:,} commands, "
+                f"{phases['apply_ms_per_batch']} ms to apply and "
+                f"{phases['commit_ms_per_batch']} ms to store each; a work spent "
+                f"{phases['in_writer_ms_per_work']} ms in the writer (mean), "
+                f"against a request's p50 of {run['p50_ms']:.1f} ms"
+            )
         return run
 
     def start(self) -> None:

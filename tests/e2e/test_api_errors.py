@@ -213,6 +213,8 @@ async def test_health_metrics_and_the_openapi_document_are_served(client: Client
     assert (await client.get("/health/ready")).json()["checks"]["store"] == "ok"
     metrics = await client.get("/metrics")
     assert metrics.status_code == 200 and "ledger_http_requests_total" in metrics.text
+    for name in ("apply_seconds", "commit_seconds", "queued_seconds", "works_answered"):
+        assert f"\nledger_writer_{name} " in metrics.text
     document = (await client.get("/schema/openapi.json")).json()
     consume = document["paths"]["/v1/accounts/{account_id}/consumptions"]["post"]
     assert {"201", "400", "401", "402", "403", "404", "409", "422", "429", "503"} <= set(

@@ -89,6 +89,11 @@ async def test_the_child_answers_as_the_thread_does_values_and_errors_alike(
         with pytest.raises(InvalidCommandError):  # checked before it leaves this process
             await remote.submit(consume(0))
         assert remote.commands_committed >= 7 and remote.batches_committed >= 1
+        # Where its time went travels with the answers; a work waits at least as long as its
+        # batch took to store.
+        assert remote.works_answered >= remote.batches_committed
+        assert remote.apply_us > 0 and remote.commit_us > 0
+        assert remote.queued_us >= remote.commit_us
     # The thread writer on the same store reads what the child committed.
     assert await balance(writer, T, "ada") == 4
 

@@ -13,6 +13,7 @@ import pytest
 from api.writer_wire import (
     COMMAND_TYPES,
     LENGTH_BYTES,
+    Stats,
     answers_messages,
     decode_answers,
     decode_works,
@@ -156,9 +157,9 @@ def test_answers_arrive_as_sent_outcomes_atomic_lists_and_errors_with_their_fiel
         (13, ValueError("a crash")),
         (14, Outcome(value=c.Price(amount="1", currency="USD"))),  # a type not listed: pickled
     ]
-    [message] = answers_messages((1, 2, 3, 4), pairs, bytes_budget=1024 * 1024)
+    [message] = answers_messages(Stats(1, 2, 3, 4, 5, 6, 7, 8), pairs, bytes_budget=1024 * 1024)
     stats, decoded = decode_answers(body_of(message))
-    assert stats == (1, 2, 3, 4)
+    assert stats == Stats(1, 2, 3, 4, 5, 6, 7, 8)
     assert [token for token, _ in decoded] == [token for token, _ in pairs]
     for (_, sent), (_, got) in zip(pairs[:6], decoded[:6], strict=True):
         assert got == sent
@@ -182,13 +183,13 @@ def test_each_command_alone_round_trips(command: c.Command) -> None:
 
 def test_a_large_batch_of_answers_goes_in_several_messages_each_under_the_budget() -> None:
     pairs = [(token, Outcome(value=entry(token))) for token in range(1, 301)]
-    messages = answers_messages((5, 6, 7, 8), pairs, bytes_budget=20_000)
+    messages = answers_messages(Stats(5, 6, 7, 8), pairs, bytes_budget=20_000)
     assert len(messages) > 1
     assert all(len(message) <= 20_000 + 2_000 for message in messages)  # one answer over, at most
     decoded = [decode_answers(body_of(message)) for message in messages]
-    assert all(stats == (5, 6, 7, 8) for stats, _ in decoded)
+    assert all(stats == Stats(5, 6, 7, 8) for stats, _ in decoded)
     assert [token for _, answers in decoded for token, _ in answers] == list(range(1, 301))
-    assert decode_answers(body_of(answers_messages((0, 0, 0, 0), [], 10)[0])) == ((0, 0, 0, 0), [])
+    assert decode_answers(body_of(answers_messages(Stats(), [], 10)[0])) == (Stats(), [])
 
 
 class _Unpicklable(Exception):
@@ -205,3 +206,9 @@ def test_an_answer_that_cannot_be_encoded_or_decoded_fails_its_own_caller_only()
     bad = msgspec.json.encode([[0, 0, 0, 0], [[3, 2, [], b"not a pickle"], [4, 0, [], b""]]])
     _, answers = decode_answers(bad)
     assert [type(result) for _, result in answers] == [RuntimeError, RuntimeError]
+
+
+def test_a_restarted_writers_counters_add_up_and_its_cache_is_the_new_childs() -> None:
+    died = Stats(1, 10, 2, 500, apply_us=7, commit_us=8, queued_us=9, works_answered=10)
+    now = Stats(3, 30, 0, 40, apply_us=1, commit_us=2, queued_us=3, works_answered=30)
+    assert died.plus(now) == Stats(4, 40, 2, 40, 8, 10, 12, 40)
