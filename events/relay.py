@@ -176,10 +176,12 @@ class Relay:
                     publisher = AckedPublisher(nc)
                     await publisher.start()
                     log.info("relay_connected", position=self.position)
-                sent = await self.step(conn, publisher)
+                # Cleared before the read, as the follower does: a commit landing during it
+                # keeps its wake-up, and a short window means caught up as of the read.
+                self._wake.clear()
+                read = await self.step(conn, publisher)
                 backoff = BACKOFF_FIRST_S
-                if sent == 0:
-                    self._wake.clear()
+                if read < self.in_flight_max:
                     await wait_any(self._wake, stop, POLL_INTERVAL_S)
             except (asyncpg.PostgresError, OSError) as error:
                 log.warning("relay_store_failed", error=str(error))
@@ -202,7 +204,7 @@ class Relay:
                 await nc.close()
 
     async def step(self, conn: asyncpg.Connection, publisher: AckedPublisher) -> int:
-        """Publishes the next window and stores its position; returns how many were sent."""
+        """Publishes the next window and stores its position; returns how many events it read."""
         rows = await events_after(
             conn, self.schema, self.position, self.in_flight_max, accounts_only=True
         )

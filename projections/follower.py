@@ -109,9 +109,10 @@ class Follower:
             await conn.add_listener(EVENTS_CHANNEL, self._notified)
             self.position = await self.read_position(conn)
             while not stop.is_set():
-                applied = await self.step(conn)
-                if applied == 0:
-                    self._wake.clear()
+                # Cleared before the read, so a commit that lands while it runs (and that it may
+                # not see) leaves the wake-up set; a short batch means caught up as of the read.
+                self._wake.clear()
+                if await self.step(conn) < self.batch_size_max:
                     await wait_any(self._wake, stop, POLL_INTERVAL_S)
         finally:
             self.active = False

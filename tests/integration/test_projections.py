@@ -23,6 +23,7 @@ from ledger import commands as c
 from ledger.application import Ledger, new_mapper
 from ledger.errors import LedgerError
 from ledger.writer import Writer
+from projections import follower as follower_module
 from projections import rebuild as rebuild_module
 from projections.audit import compare_with_read_models
 from projections.entries import FIELDS_NOT_DECODED, Changes, decode_entries, entries_of_rows
@@ -259,6 +260,50 @@ async def test_a_second_follower_waits_as_standby_and_takes_over(
     assert second.position >= target
     stop_second.set()
     await second_task
+
+
+async def test_a_commit_that_lands_while_the_follower_finds_nothing_wakes_it_at_once(
+    writer: Writer, database_url: str, schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The wake-up of a commit made while the follower's read runs is kept: the follower does
+    not sleep through it until its next poll."""
+    await open_funded(writer, "wake", {"a": 10})
+    conn = await asyncpg.connect(database_url)
+    try:  # caught up before it runs, so its first read finds nothing
+        before = Follower(database_url, schema, new_mapper())
+        await before.create_tables(conn)
+        await before.catch_up(conn)
+    finally:
+        await conn.close()
+    monkeypatch.setattr(follower_module, "POLL_INTERVAL_S", 60.0)
+    follower = Follower(database_url, schema, new_mapper())
+    committed = asyncio.Event()
+    read = follower_module.events_after
+
+    async def a_commit_lands_during_the_read(*args: Any, **kwargs: Any) -> Any:
+        rows = await read(*args, **kwargs)
+        if follower.active and not committed.is_set():
+            await writer.submit(
+                c.ConsumeCredits(tenant_id="wake", account_id="a", amount=1, operation="op")
+            )
+            await asyncio.sleep(0.2)  # its NOTIFY reaches the follower's connection meanwhile
+            committed.set()
+        return rows
+
+    monkeypatch.setattr(follower_module, "events_after", a_commit_lands_during_the_read)
+    stop = asyncio.Event()
+    task = asyncio.create_task(follower.run(stop))
+    try:
+        await asyncio.wait_for(committed.wait(), 10)
+        target = await asyncio.to_thread(writer.ledger.max_position)
+        for _ in range(100):  # 2 s, against a poll of 60
+            if follower.position >= target:
+                break
+            await asyncio.sleep(0.02)
+        assert follower.position >= target
+    finally:
+        stop.set()
+        await task
 
 
 async def test_ledger_verify_passes_an_untouched_replay_and_catches_a_changed_amount(

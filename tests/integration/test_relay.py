@@ -309,3 +309,51 @@ async def test_the_publisher_fails_a_message_no_stream_takes_or_the_stream_refus
                 await refused
     finally:
         await client.close()
+
+
+async def test_a_commit_that_lands_while_the_relay_finds_nothing_is_published_at_once(
+    writer: Writer,
+    database_url: str,
+    schema: str,
+    nats_url: str,
+    stream_name: str,
+    nats_client: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The wake-up of a commit made while the relay's read runs is kept: the relay does not
+    sleep through it until its next poll."""
+    import asyncpg
+
+    from events import relay as relay_module
+
+    await open_funded(writer, "wake", {"a": 10})
+    placed = Relay(database_url, schema, new_mapper(), relay_connector(nats_url))
+    conn = await asyncpg.connect(database_url)
+    try:  # what is there now counts as published, so its first read finds nothing
+        await placed.create_table(conn)
+        await placed.store_position(conn, await asyncio.to_thread(writer.ledger.max_position))
+    finally:
+        await conn.close()
+    monkeypatch.setattr(relay_module, "POLL_INTERVAL_S", 60.0)
+    committed = asyncio.Event()
+    read = relay_module.events_after
+
+    async def a_commit_lands_during_the_read(*args: Any, **kwargs: Any) -> Any:
+        rows = await read(*args, **kwargs)
+        if not committed.is_set():
+            await writer.submit(
+                c.ConsumeCredits(tenant_id="wake", account_id="a", amount=1, operation="op")
+            )
+            await asyncio.sleep(0.2)  # its NOTIFY reaches the relay's connection meanwhile
+            committed.set()
+        return rows
+
+    monkeypatch.setattr(relay_module, "events_after", a_commit_lands_during_the_read)
+    async with running_relay(database_url, schema, nats_url, stream_name) as relay:
+        await asyncio.wait_for(committed.wait(), 10)
+        target = await asyncio.to_thread(writer.ledger.max_position)
+
+        async def published() -> bool:
+            return relay.position >= target
+
+        await wait_until(published, timeout_s=2.0)  # against a poll of 60 s
