@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import psycopg
@@ -56,3 +57,25 @@ def stored_event_count(
         ).fetchone()
     assert row is not None
     return int(row[0])
+
+
+def commit_during_a_read(
+    read: Callable[..., Awaitable[Any]],
+    writer: Writer,
+    command: c.Command,
+    when: Callable[[], bool] = lambda: True,
+) -> tuple[Callable[..., Awaitable[Any]], asyncio.Event]:
+    """A stand-in for a tailer's `events_after`: on its first read once `when()` holds, it
+    commits `command` and lets the commit's NOTIFY reach the reader's connection before it
+    returns what the read found (which cannot include that commit). The event is set then."""
+    committed = asyncio.Event()
+
+    async def reading(*args: Any, **kwargs: Any) -> Any:
+        rows = await read(*args, **kwargs)
+        if when() and not committed.is_set():
+            await writer.submit(command)
+            await asyncio.sleep(0.2)
+            committed.set()
+        return rows
+
+    return reading, committed

@@ -29,7 +29,7 @@ from projections.audit import compare_with_read_models
 from projections.entries import FIELDS_NOT_DECODED, Changes, decode_entries, entries_of_rows
 from projections.follower import Follower
 from projections.tailing import events_after
-from tests.integration.helpers import open_funded
+from tests.integration.helpers import commit_during_a_read, open_funded
 
 
 async def drive(writer: Writer, tenant_id: str, steps: list[tuple[str, int, int]]) -> None:
@@ -277,20 +277,11 @@ async def test_a_commit_that_lands_while_the_follower_finds_nothing_wakes_it_at_
         await conn.close()
     monkeypatch.setattr(follower_module, "POLL_INTERVAL_S", 60.0)
     follower = Follower(database_url, schema, new_mapper())
-    committed = asyncio.Event()
-    read = follower_module.events_after
-
-    async def a_commit_lands_during_the_read(*args: Any, **kwargs: Any) -> Any:
-        rows = await read(*args, **kwargs)
-        if follower.active and not committed.is_set():
-            await writer.submit(
-                c.ConsumeCredits(tenant_id="wake", account_id="a", amount=1, operation="op")
-            )
-            await asyncio.sleep(0.2)  # its NOTIFY reaches the follower's connection meanwhile
-            committed.set()
-        return rows
-
-    monkeypatch.setattr(follower_module, "events_after", a_commit_lands_during_the_read)
+    consume = c.ConsumeCredits(tenant_id="wake", account_id="a", amount=1, operation="op")
+    reading, committed = commit_during_a_read(
+        follower_module.events_after, writer, consume, when=lambda: follower.active
+    )
+    monkeypatch.setattr(follower_module, "events_after", reading)
     stop = asyncio.Event()
     task = asyncio.create_task(follower.run(stop))
     try:

@@ -22,7 +22,7 @@ from ledger import commands as c
 from ledger.application import Ledger, new_mapper
 from ledger.writer import Writer
 from tests.conftest import TEST_DATA_DIR
-from tests.integration.helpers import open_funded
+from tests.integration.helpers import commit_during_a_read, open_funded
 from tests.nats_server import NatsServer
 
 
@@ -335,20 +335,9 @@ async def test_a_commit_that_lands_while_the_relay_finds_nothing_is_published_at
     finally:
         await conn.close()
     monkeypatch.setattr(relay_module, "POLL_INTERVAL_S", 60.0)
-    committed = asyncio.Event()
-    read = relay_module.events_after
-
-    async def a_commit_lands_during_the_read(*args: Any, **kwargs: Any) -> Any:
-        rows = await read(*args, **kwargs)
-        if not committed.is_set():
-            await writer.submit(
-                c.ConsumeCredits(tenant_id="wake", account_id="a", amount=1, operation="op")
-            )
-            await asyncio.sleep(0.2)  # its NOTIFY reaches the relay's connection meanwhile
-            committed.set()
-        return rows
-
-    monkeypatch.setattr(relay_module, "events_after", a_commit_lands_during_the_read)
+    consume = c.ConsumeCredits(tenant_id="wake", account_id="a", amount=1, operation="op")
+    reading, committed = commit_during_a_read(relay_module.events_after, writer, consume)
+    monkeypatch.setattr(relay_module, "events_after", reading)
     async with running_relay(database_url, schema, nats_url, stream_name) as relay:
         await asyncio.wait_for(committed.wait(), 10)
         target = await asyncio.to_thread(writer.ledger.max_position)
