@@ -5,7 +5,7 @@ embedded NATS under .data/bench unless LEDGER_DATABASE_URL / LEDGER_NATS_URL are
 and relay running), a fresh schema per run, waits for /health/ready, creates a tenant and drives
 the service with `wrk` (Lua scripts in tests/bench/lua/) from separate processes. Each scenario
 is measured next to a ceiling taken in the same run; medians of a few short runs are printed as
-a table and written to tests/bench/results/<UTC date-time>.json.
+a table and written to docs/bench/results/<UTC date-time>.json.
 
 Not collected by pytest: pyproject's testpaths list only unit, integration and e2e.
 """
@@ -41,7 +41,7 @@ from psycopg import sql
 ROOT = Path(__file__).resolve().parents[2]
 BENCH_DIR = Path(__file__).resolve().parent
 LUA_DIR = BENCH_DIR / "lua"
-RESULTS_DIR = BENCH_DIR / "results"
+RESULTS_DIR = ROOT / "docs" / "bench" / "results"
 
 ACCOUNTS = 10_000  # scenario 1: pre-opened funded accounts
 CONNECTIONS = 64  # scenarios 1, 2, 4

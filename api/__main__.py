@@ -1,0 +1,7 @@
+"""`python -m api <command>`: the `ledger` command without installing the package."""
+
+import sys
+
+from api.cli import main
+
+sys.exit(main())
