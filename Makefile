@@ -23,10 +23,10 @@ $(STAMP): requirements.lock pyproject.toml
 install: $(STAMP) ## create .venv from requirements.lock (done by every target that needs it)
 
 run: install ## start the service (embedded PostgreSQL and NATS under .data/ unless LEDGER_*_URL are set)
-	$(PY) -m api.cli serve
+	$(PY) -m api serve
 
 demo: install ## a scripted session against the ledger core, printed step by step
-	$(PY) -m api.cli demo
+	$(PY) -m api demo
 
 test: install ## run the whole suite (LEDGER_TEST_DATABASE_URL, else an embedded PostgreSQL)
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from ledger.results import Entry
+from ledger.accounts.views import Entry
 
 ENTRY_SCHEMA = "ledger.entry.v1"
 LOW_BALANCE_SCHEMA = "ledger.low_balance.v1"

@@ -24,10 +24,10 @@ from eventsourcing.persistence import Mapper
 from events.contract import encode, entry_message, low_balance_message
 from events.publisher import AckedPublisher
 from events.subjects import entry_subject
-from ledger.account import Account
+from ledger.accounts.account import Account
+from ledger.accounts.views import Entry
 from ledger.ids import tenant_aggregate_id
-from ledger.results import Entry
-from ledger.tenant import Tenant
+from ledger.tenants.tenant import Tenant
 from projections.entries import entries_of_rows
 from projections.schema import run_ddl
 from projections.tailing import (

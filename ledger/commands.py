@@ -29,7 +29,7 @@ from ledger.limits import (
     PURCHASE_RATES_MAX,
     TEXT_LENGTH_MAX,
 )
-from ledger.tenant import SCOPES
+from ledger.tenants.tenant import SCOPES
 
 
 class TenantSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

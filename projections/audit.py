@@ -12,7 +12,7 @@ import asyncpg
 import msgspec
 from eventsourcing.persistence import Mapper
 
-from ledger.results import Entry
+from ledger.accounts.views import Entry
 from projections.entries import decode_entries
 from projections.tailing import events_after
 

@@ -27,9 +27,9 @@ import msgspec
 from eventsourcing.persistence import Mapper
 from eventsourcing.utils import resolve_topic
 
-from ledger.account import Account
+from ledger.accounts.account import Account
+from ledger.accounts.views import ENTRY_FIELDS, Entry, entry_fields, entry_from_event
 from ledger.ids import entry_id
-from ledger.results import ENTRY_FIELDS, Entry, entry_fields, entry_from_event
 from projections.tailing import ACCOUNT_TOPIC_PREFIX, account_events, decode
 
 _encoder = msgspec.json.Encoder()

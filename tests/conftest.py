@@ -18,14 +18,14 @@ def database_server_url() -> str:
     url = os.environ.get("LEDGER_TEST_DATABASE_URL")
     if url:
         return url
-    from api.embedded import start_postgres
+    from api.roles.embedded import start_postgres
 
     return start_postgres(TEST_DATA_DIR)
 
 
 @pytest.fixture(scope="session")
 def database_url(database_server_url: str) -> Iterator[str]:
-    from api.database import create_database, drop_database
+    from api.roles.database import create_database, drop_database
 
     dbname = f"ledger_test_{os.getpid()}_{secrets.token_hex(4)}"
     url = create_database(database_server_url, dbname)
@@ -35,7 +35,7 @@ def database_url(database_server_url: str) -> Iterator[str]:
 
 @pytest.fixture
 def schema(database_url: str) -> str:
-    from api.database import ensure_schema
+    from api.roles.database import ensure_schema
 
     name = f"t_{secrets.token_hex(6)}"
     ensure_schema(database_url, name)
@@ -44,7 +44,7 @@ def schema(database_url: str) -> str:
 
 @pytest.fixture
 def ledger(database_url: str, schema: str) -> Iterator[object]:
-    from ledger.application import Ledger
+    from ledger.store.application import Ledger
 
     app = Ledger(database_url, schema=schema)
     yield app
@@ -53,7 +53,7 @@ def ledger(database_url: str, schema: str) -> Iterator[object]:
 
 @pytest.fixture
 async def writer(ledger: object) -> AsyncIterator[object]:
-    from ledger.writer import Writer
+    from ledger.writer.writer import Writer
 
     instance = Writer(ledger)  # type: ignore[arg-type]
     instance.start()

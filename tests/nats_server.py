@@ -8,7 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from api.embedded import free_port, nats_server_binary
+from api.roles.embedded import free_port, nats_server_binary
 
 STARTUP_TIMEOUT_S = 20
 

@@ -1,6 +1,6 @@
 """`make bench`: the benchmark of issue 6, against the real service.
 
-Starts `python -m api.cli serve` in its own process (embedded PostgreSQL with fsync on and
+Starts `python -m api serve` in its own process (embedded PostgreSQL with fsync on and
 embedded NATS under .data/bench unless LEDGER_DATABASE_URL / LEDGER_NATS_URL are set; follower
 and relay running), a fresh schema per run, waits for /health/ready, creates a tenant and drives
 the service with `wrk` (Lua scripts in tests/bench/lua/) from separate processes. Each scenario
@@ -135,9 +135,9 @@ def _role(pid: int, serve_pid: int) -> str:
         return "gone"
     if pid == serve_pid:
         return "serve"
-    if b"api.writer_process" in argv:
+    if b"api.roles.writer_process" in argv:
         return "writer"
-    if b"api.cli" in argv and len(argv) > 3:
+    if argv[1:3] == [b"-m", b"api"] and len(argv) > 3:
         return argv[3].decode(errors="replace")  # project | relay
     return {"postgres": "postgres", "nats-server": "nats"}.get(comm, "other")
 
@@ -254,20 +254,20 @@ def rss_mib(pid: int) -> float | None:
 
 
 def service_rss_mib(pid: int) -> float | None:
-    """Resident MiB of the API service: serve and its writer child (`api.writer_process`). The
+    """Resident MiB of the API service: serve and its writer child (`api.roles.writer_process`). The
     follower and relay children are roles a deployment may run elsewhere: not counted."""
     total = rss_mib(pid)
     if total is None:
         return None
     for child in children_of(pid):
         with contextlib.suppress(OSError):
-            if b"api.writer_process" in Path(f"/proc/{child}/cmdline").read_bytes():
+            if b"api.roles.writer_process" in Path(f"/proc/{child}/cmdline").read_bytes():
                 total += rss_mib(child) or 0.0
     return total
 
 
 class Service:
-    """`python -m api.cli serve` in its own process, as `make run` starts it."""
+    """`python -m api serve` in its own process, as `make run` starts it."""
 
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
         self.env = env
@@ -284,7 +284,7 @@ class Service:
             out.write(f"\n--- serve started {dt.datetime.now(dt.UTC).isoformat()}\n".encode())
         out = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "api.cli", "serve"],
+            [sys.executable, "-m", "api", "serve"],
             cwd=ROOT,
             env=self.env,
             stdout=out,
@@ -542,7 +542,7 @@ class Bench:
         if not os.environ.get("LEDGER_DATABASE_URL"):
             # Become a user of the embedded PostgreSQL too, so it outlives the service for the
             # rebuild (scenario 5) and stops when this process exits.
-            from api.embedded import start_postgres
+            from api.roles.embedded import start_postgres
 
             start_postgres(Path(self.env["LEDGER_DATA_DIR"]))
         self.env["LEDGER_DATABASE_URL"] = self.service.database_url
@@ -1016,7 +1016,7 @@ class Bench:
         }
 
     def scenario_5(self) -> None:
-        """`python -m api.cli rebuild` with the service stopped (no follower racing it)."""
+        """`python -m api rebuild` with the service stopped (no follower racing it)."""
         self.service.stop()
         with psycopg.connect(self.service.database_url) as conn:
             row = conn.execute(
@@ -1028,7 +1028,7 @@ class Bench:
         env = {**self.env, "LEDGER_DATABASE_URL": self.service.database_url}
         started = time.monotonic()
         done = subprocess.run(
-            [sys.executable, "-m", "api.cli", "rebuild"],
+            [sys.executable, "-m", "api", "rebuild"],
             cwd=ROOT,
             env=env,
             capture_output=True,

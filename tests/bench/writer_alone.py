@@ -17,10 +17,10 @@ import secrets
 import sys
 import time
 
-from api.collector import tune_collector
+from api.roles.garbage_collector import tune_collector
 from ledger import commands as c
-from ledger.application import Ledger
-from ledger.writer import Writer
+from ledger.store.application import Ledger
+from ledger.writer.writer import Writer
 
 TENANT = f"writer-{secrets.token_hex(4)}"  # a tenant of its own per run
 ACCOUNTS = 10_000

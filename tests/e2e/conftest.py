@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from litestar.testing import AsyncTestClient
 
-from api.app import create_app
+from api.http.app import create_app
 from api.settings import Settings
 
 ADMIN_KEY = "test-admin-" + secrets.token_hex(8)

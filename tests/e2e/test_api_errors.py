@@ -6,7 +6,7 @@ from typing import Any
 
 from litestar.testing import AsyncTestClient
 
-from api.app import create_app
+from api.http.app import create_app
 from api.settings import Settings
 from tests.e2e.conftest import ADMIN, Tenant, new_tenant, open_account
 
@@ -227,7 +227,7 @@ async def test_a_request_past_the_timeout_answers_503_and_says_a_retry_is_safe(
 ) -> None:
     import asyncio
 
-    import api.middleware
+    import api.http.middleware
 
     await open_account(client, tenant, "ada", grant=10)
     services = client.app.state["services"]
@@ -236,7 +236,7 @@ async def test_a_request_past_the_timeout_answers_503_and_says_a_retry_is_safe(
         await asyncio.sleep(1)
         raise AssertionError("the timeout should have answered first")
 
-    monkeypatch.setattr(api.middleware, "REQUEST_TIMEOUT_S", 0.1)
+    monkeypatch.setattr(api.http.middleware, "REQUEST_TIMEOUT_S", 0.1)
     monkeypatch.setattr(services.writer, "submit", slow_submit)
     response = await client.post(
         "/v1/accounts/ada/consumptions",

@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 from litestar.testing import AsyncTestClient
 
-from ledger.results import Entry
+from ledger.accounts.views import Entry
 from tests.e2e.conftest import Tenant, open_account
 
 Client = AsyncTestClient[Any]

@@ -1,6 +1,6 @@
 """`ledger serve` with LEDGER_BACKGROUND=process (the default) runs the follower (`ledger project`)
 and the relay (`ledger relay`) as supervised child processes, and the writer as a child of its
-own (`api.writer_process`, "write" below). Real processes, a real PostgreSQL,
+own (`api.roles.writer_process`, "write" below). Real processes, a real PostgreSQL,
 a real NATS server; nothing is mocked."""
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import pytest
 from nats.js.api import DeliverPolicy
 from nats.js.errors import NotFoundError
 
-from api.embedded import free_port
+from api.roles.embedded import free_port
 from events.subjects import entry_subject
 from tests.conftest import TEST_DATA_DIR
 from tests.e2e.conftest import ADMIN, ADMIN_KEY
@@ -41,7 +41,7 @@ POLL_S = 0.05
 
 
 class Serve:
-    """A `python -m api.cli serve` process and the JSON log lines it and its children write
+    """A `python -m api serve` process and the JSON log lines it and its children write
     (the children inherit serve's stderr, so one pipe carries every role's lines)."""
 
     def __init__(self, process: subprocess.Popen[bytes], url: str) -> None:
@@ -73,14 +73,14 @@ class Serve:
         return [line["pid"] for line in self.logged("background_role_started", role=role)]
 
     def children(self) -> dict[int, str]:
-        """pid -> role of serve's live children, read from /proc: `api.cli` roles by their
+        """pid -> role of serve's live children, read from /proc: `python -m api` roles by their
         sub-command, the writer as "write"."""
         found: dict[int, str] = {}
         for pid in _children(self.process.pid):
             argv = _argv(pid)
-            if _alive(pid) and argv[1:3] == ["-m", "api.cli"]:
+            if _alive(pid) and argv[1:3] == ["-m", "api"]:
                 found[pid] = argv[3]
-            elif _alive(pid) and argv[1:3] == ["-m", "api.writer_process"]:
+            elif _alive(pid) and argv[1:3] == ["-m", "api.roles.writer_process"]:
                 found[pid] = "write"
         return found
 
@@ -145,7 +145,7 @@ async def serve(
         "LEDGER_DATA_DIR": str(TEST_DATA_DIR / f"serve-{secrets.token_hex(4)}"),
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "api.cli", "serve"],
+        [sys.executable, "-m", "api", "serve"],
         env=env,
         cwd=ROOT,
         stdout=subprocess.DEVNULL,

@@ -14,8 +14,8 @@ import pytest
 import uvicorn
 import websockets
 
-from api.app import create_app
-from api.embedded import free_port
+from api.http.app import create_app
+from api.roles.embedded import free_port
 from api.settings import Settings
 from tests.e2e.conftest import ADMIN, ADMIN_KEY
 

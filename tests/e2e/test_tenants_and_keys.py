@@ -9,9 +9,9 @@ from typing import Any
 import psycopg
 from litestar.testing import AsyncTestClient
 
-from api.app import create_app
+from api.http.app import create_app
 from api.settings import Settings
-from ledger.tenant import hash_api_key
+from ledger.tenants.tenant import hash_api_key
 from tests.e2e.conftest import ADMIN, new_tenant, open_account
 
 Client = AsyncTestClient[Any]

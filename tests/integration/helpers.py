@@ -10,9 +10,9 @@ from typing import Any
 import psycopg
 
 from ledger import commands as c
-from ledger.application import Ledger
 from ledger.ids import account_aggregate_id
-from ledger.writer import Writer
+from ledger.store.application import Ledger
+from ledger.writer.writer import Writer
 
 
 @contextlib.asynccontextmanager

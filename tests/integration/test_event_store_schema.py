@@ -8,10 +8,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 
-from api.database import ensure_schema
-from api.key_usage import TABLE as KEY_USAGE_TABLE
-from api.key_usage import KeyUsage
-from ledger.application import Ledger
+from api.http.key_usage import TABLE as KEY_USAGE_TABLE
+from api.http.key_usage import KeyUsage
+from api.roles.database import ensure_schema
+from ledger.store.application import Ledger
 
 # Sessions creating the same tables at once, as API replicas and their writers starting
 # together (the store's pool holds 8 connections at most, so 8 can run at once).

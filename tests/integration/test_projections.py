@@ -17,12 +17,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from api.cli import run_replay, run_verify
+from api.roles.cli import run_replay, run_verify
 from api.settings import Settings
 from ledger import commands as c
-from ledger.application import Ledger, new_mapper
 from ledger.errors import LedgerError
-from ledger.writer import Writer
+from ledger.store.application import Ledger, new_mapper
+from ledger.writer.writer import Writer
 from projections import follower as follower_module
 from projections import rebuild as rebuild_module
 from projections.audit import compare_with_read_models
@@ -328,9 +328,7 @@ async def test_a_follower_process_killed_mid_run_resumes_with_nothing_missing_or
     try:
         await Follower(database_url, schema, new_mapper()).create_tables(conn)
         target = await asyncio.to_thread(writer.ledger.max_position)
-        process = subprocess.Popen(
-            [sys.executable, "-m", "api.cli", "project"], env=env, cwd=REPO_ROOT
-        )
+        process = subprocess.Popen([sys.executable, "-m", "api", "project"], env=env, cwd=REPO_ROOT)
         position = 0
         for _ in range(500):
             position = await conn.fetchval(
@@ -343,7 +341,7 @@ async def test_a_follower_process_killed_mid_run_resumes_with_nothing_missing_or
         process.wait(timeout=10)
         assert 0 < position < target, "the follower should have been stopped part way"
         restarted = subprocess.Popen(
-            [sys.executable, "-m", "api.cli", "project"], env=env, cwd=REPO_ROOT
+            [sys.executable, "-m", "api", "project"], env=env, cwd=REPO_ROOT
         )
         try:
             for _ in range(1000):

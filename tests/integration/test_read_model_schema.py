@@ -7,10 +7,10 @@ import secrets
 
 import asyncpg
 
-from api.database import ensure_schema
-from api.runtime import relay_connector
+from api.roles.database import ensure_schema
+from api.roles.runtime import relay_connector
 from events.relay import Relay
-from ledger.application import new_mapper
+from ledger.store.application import new_mapper
 from projections.follower import Follower
 from projections.schema import TABLES
 

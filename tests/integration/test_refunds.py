@@ -8,9 +8,9 @@ import asyncio
 import pytest
 
 from ledger import commands as c
-from ledger.application import Ledger
 from ledger.errors import ConsumptionNotFoundError, RefundExceedsRefundableError
-from ledger.writer import Writer
+from ledger.store.application import Ledger
+from ledger.writer.writer import Writer
 from tests.integration.helpers import balance, open_funded, running_writer
 
 T = "refunds"

@@ -14,13 +14,13 @@ import msgspec
 import nats
 import pytest
 
-from api.runtime import relay_connector
+from api.roles.runtime import relay_connector
 from events.publisher import AckedPublisher, PublishError
 from events.relay import Relay
 from events.subjects import account_token
 from ledger import commands as c
-from ledger.application import Ledger, new_mapper
-from ledger.writer import Writer
+from ledger.store.application import Ledger, new_mapper
+from ledger.writer.writer import Writer
 from tests.conftest import TEST_DATA_DIR
 from tests.integration.helpers import commit_during_a_read, open_funded
 from tests.nats_server import NatsServer

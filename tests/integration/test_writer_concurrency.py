@@ -10,14 +10,14 @@ import psycopg
 import pytest
 
 from ledger import commands as c
-from ledger.application import Ledger
 from ledger.errors import (
     AtomicBatchFailedError,
     IdempotencyKeyReusedError,
     InsufficientCreditsError,
     InvalidCommandError,
 )
-from ledger.writer import Writer
+from ledger.store.application import Ledger
+from ledger.writer.writer import Writer
 from tests.integration.helpers import balance, open_funded, running_writer, stored_event_count
 
 T = "load"

@@ -15,11 +15,11 @@ import pytest
 from eventsourcing.persistence import OperationalError
 
 from ledger import commands as c
-from ledger import writer as writer_module
-from ledger.application import Ledger
 from ledger.errors import UnavailableError
-from ledger.session import BatchSession
-from ledger.writer import Writer
+from ledger.store.application import Ledger
+from ledger.writer import writer as writer_module
+from ledger.writer.session import BatchSession
+from ledger.writer.writer import Writer
 from tests.integration.helpers import balance, open_funded, running_writer, stored_event_count
 
 T = "pipeline"

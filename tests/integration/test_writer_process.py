@@ -14,18 +14,18 @@ from typing import Any
 
 import pytest
 
-from api.supervisor import child_environ
-from api.writer_process import WriterProcess
+from api.roles.supervisor import child_environ
+from api.roles.writer_process import WriterProcess
 from ledger import commands as c
-from ledger.application import Ledger
+from ledger.accounts.handlers import Outcome
 from ledger.errors import (
     AtomicBatchFailedError,
     InsufficientCreditsError,
     InvalidCommandError,
     UnavailableError,
 )
-from ledger.handlers import Outcome
-from ledger.writer import Writer
+from ledger.store.application import Ledger
+from ledger.writer.writer import Writer
 from tests.integration.helpers import balance, open_funded
 
 T = "acme"

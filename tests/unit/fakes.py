@@ -8,10 +8,10 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from ledger import commands as c
-from ledger.handlers import Outcome, execute
+from ledger.accounts.handlers import Outcome, execute
+from ledger.accounts.records import StoredResult
 from ledger.ids import tenant_aggregate_id
-from ledger.records import StoredResult
-from ledger.tenant import Tenant
+from ledger.tenants.tenant import Tenant
 
 T = TypeVar("T")
 

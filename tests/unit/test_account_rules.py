@@ -7,7 +7,8 @@ from datetime import timedelta
 import pytest
 
 from ledger import commands as c
-from ledger.account import Account
+from ledger.accounts.account import Account
+from ledger.accounts.lots import OVERDRAFT_LOT_ID
 from ledger.errors import (
     AccountNotFoundError,
     ConsumptionNotFoundError,
@@ -23,7 +24,6 @@ from ledger.errors import (
 )
 from ledger.ids import account_aggregate_id
 from ledger.limits import LOTS_PER_ACCOUNT_MAX
-from ledger.lots import OVERDRAFT_LOT_ID
 from tests.unit.fakes import START, InMemoryLedger
 
 T = "acme"

@@ -10,8 +10,8 @@ import msgspec
 from events.contract import encode, entry_message, low_balance_message
 from events.relay import crossed_below
 from events.subjects import account_token, entry_subject, tenant_subjects
-from ledger.account import Account
-from ledger.results import entry_from_event
+from ledger.accounts.account import Account
+from ledger.accounts.views import entry_from_event
 
 
 def test_account_tokens_percent_encode_dots_wildcards_percent_and_whitespace() -> None:

@@ -22,10 +22,11 @@ from eventsourcing.persistence import (
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledger import account, records, tenant
 from ledger import commands as c
-from ledger.application import new_mapper
+from ledger.accounts import account, records
 from ledger.ids import account_aggregate_id, tenant_aggregate_id
+from ledger.store.application import new_mapper
+from ledger.tenants import tenant
 from tests.unit.fakes import START, InMemoryLedger
 
 T = "acme"

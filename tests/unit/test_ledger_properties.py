@@ -15,10 +15,10 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from ledger import commands as c
-from ledger.account import Account
+from ledger.accounts.account import Account
+from ledger.accounts.lots import OVERDRAFT_LOT_ID
 from ledger.errors import LedgerError
 from ledger.ids import account_aggregate_id
-from ledger.lots import OVERDRAFT_LOT_ID
 from tests.unit.fakes import InMemoryLedger
 
 T, A = "prop", "acct"

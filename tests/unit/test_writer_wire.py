@@ -10,7 +10,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from api.writer_wire import (
+from api.roles.writer_wire import (
     COMMAND_TYPES,
     LENGTH_BYTES,
     Stats,
@@ -21,9 +21,17 @@ from api.writer_wire import (
     works_message,
 )
 from ledger import commands as c
+from ledger.accounts.handlers import Outcome
+from ledger.accounts.views import (
+    AccountView,
+    ApiKeyView,
+    Entry,
+    HoldView,
+    LotView,
+    TenantView,
+    Totals,
+)
 from ledger.errors import AtomicBatchFailedError, InsufficientCreditsError
-from ledger.handlers import Outcome
-from ledger.results import AccountView, ApiKeyView, Entry, HoldView, LotView, TenantView, Totals
 
 T, A = "acme", "ada@example.com"
 PLUS_TWO = dt.timezone(dt.timedelta(hours=2))

@@ -1,0 +1,80 @@
+"""The composition root: create_app(settings) builds the whole service."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import structlog
+from litestar import Litestar
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
+
+from api.http import accounts, batch, bench, health, platform, reports, streams
+from api.http.metrics import Metrics
+from api.http.middleware import request_context
+from api.http.problems import EXCEPTION_HANDLERS
+from api.roles.runtime import Runtime
+from api.settings import Settings
+
+log = structlog.get_logger("api.http.app")
+
+# API.md: bodies over 1 MiB are refused with 413.
+REQUEST_BODY_BYTES_MAX = 1024 * 1024
+# asyncpg connections for read-model queries.
+READ_POOL_SIZE_MAX = 10
+# Seconds between attempts to reach NATS while it is down.
+NATS_RECONNECT_WAIT_S = 1.0
+
+
+def create_app(settings: Settings) -> Litestar:
+    if not settings.database_url or not settings.admin_key:
+        raise ValueError("create_app needs settings.database_url and settings.admin_key")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        runtime = await Runtime.start(settings)
+        app.state["services"] = runtime.services
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    def metrics_of(scope: Any) -> Metrics:
+        found: Metrics = scope["app"].state["services"].metrics
+        return found
+
+    return Litestar(
+        route_handlers=[
+            *platform.ROUTES,
+            *accounts.ROUTES,
+            batch.run_batch,
+            *reports.ROUTES,
+            *streams.ROUTES,
+            *health.ROUTES,
+            *(bench.ROUTES if settings.bench_endpoints else []),
+        ],
+        lifespan=[lifespan],
+        exception_handlers=EXCEPTION_HANDLERS,
+        middleware=[request_context(metrics_of)],
+        request_max_body_size=REQUEST_BODY_BYTES_MAX,
+        openapi_config=OpenAPIConfig(
+            title="Credits ledger",
+            version="1.0.0",
+            description="Prepaid credits: grants, purchases, consumption, refunds, holds, expiry.",
+            path="/schema",
+            components=Components(
+                security_schemes={
+                    "bearer": SecurityScheme(
+                        type="http", scheme="bearer", description="An API key"
+                    ),
+                    "apiKey": SecurityScheme(
+                        type="apiKey", name="X-API-Key", security_scheme_in="header"
+                    ),
+                }
+            ),
+        ),
+        logging_config=None,  # api.roles.logs configures logging once, for every logger
+        debug=False,
+    )

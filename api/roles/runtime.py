@@ -1,0 +1,159 @@
+"""What runs while the service is up: the store, the writer, the follower, the relay, NATS.
+
+`Runtime.start(settings)` builds them in order; `stop()` takes them down in the reverse order,
+the writer first, so every command it accepted is answered before anything else closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import structlog
+
+from api.http.auth import Authenticator
+from api.http.key_usage import KeyUsage
+from api.http.metrics import Metrics
+from api.http.ratelimit import RateLimiter
+from api.http.services import Services
+from api.roles.supervisor import child_environ
+from api.roles.writer_process import WriterProcess
+from api.settings import Settings
+from events.relay import Relay
+from ledger.store.application import Ledger, new_mapper
+from ledger.writer.writer import Writer
+from projections.follower import Follower
+from projections.queries import ReadModels
+
+log = structlog.get_logger("api.roles.runtime")
+
+# asyncpg connections for read-model queries.
+READ_POOL_SIZE_MAX = 10
+# Seconds between attempts to reach NATS while it is down.
+NATS_RECONNECT_WAIT_S = 1.0
+
+
+async def connect_nats(services: Services, url: str) -> None:
+    """Keeps trying until NATS answers; the API works without it (it is not on the command path)."""
+    import nats  # noqa: PLC0415 - only needed when NATS is configured
+
+    while True:
+        try:
+            services.nats = await nats.connect(
+                url,
+                connect_timeout=2,
+                allow_reconnect=True,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=NATS_RECONNECT_WAIT_S,
+            )
+        except Exception as error:  # noqa: BLE001 - log and keep trying
+            log.warning("nats_connect_failed", error=str(error) or type(error).__name__)
+            await asyncio.sleep(NATS_RECONNECT_WAIT_S)
+        else:
+            log.info("nats_connected")
+            return
+
+
+def relay_connector(url: str) -> Callable[[], Awaitable[Any]]:
+    """The relay's own connection: no automatic reconnect, it backs off and reconnects itself."""
+
+    async def connect() -> Any:
+        import nats  # noqa: PLC0415
+
+        return await nats.connect(url, connect_timeout=2, allow_reconnect=False)
+
+    return connect
+
+
+@dataclass
+class Runtime:
+    services: Services
+    pool: asyncpg.Pool
+    stop_background: asyncio.Event = field(default_factory=asyncio.Event)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    nats_task: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def start(cls, settings: Settings) -> Runtime:
+        assert settings.database_url and settings.admin_key
+        database_url = settings.database_url
+        ledger = await asyncio.to_thread(Ledger, database_url, settings.schema)
+        writer: Writer | WriterProcess
+        if settings.writer_process:
+            writer = WriterProcess(
+                child_environ(
+                    os.environ, database_url=database_url, nats_url=None, schema=settings.schema
+                )
+            )
+            await writer.start()
+        else:
+            writer = Writer(ledger)
+            writer.start()
+        key_usage = KeyUsage(ledger)
+        await asyncio.to_thread(key_usage.create_table)
+        key_usage.start()
+        limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
+        auth = Authenticator(ledger, settings.admin_key, limiter)
+        auth.on_used = key_usage.used
+        metrics = Metrics()
+        metrics.gauge("ledger_writer_batches_committed", lambda: writer.batches_committed)
+        metrics.gauge("ledger_writer_commands_committed", lambda: writer.commands_committed)
+        metrics.gauge("ledger_writer_batches_rerun", lambda: writer.batches_rerun)
+        metrics.gauge("ledger_writer_cache_aggregates", lambda: writer.cached_aggregates)
+        metrics.gauge("ledger_writer_ready", lambda: int(writer.ready))
+        # Where the writer's time goes (seconds summed since start): per batch, applying it
+        # and storing it; per committed work, its wait from being queued to being answered.
+        metrics.gauge("ledger_writer_apply_seconds", lambda: writer.apply_us / 1e6)
+        metrics.gauge("ledger_writer_commit_seconds", lambda: writer.commit_us / 1e6)
+        metrics.gauge("ledger_writer_queued_seconds", lambda: writer.queued_us / 1e6)
+        metrics.gauge("ledger_writer_works_answered", lambda: writer.works_answered)
+        if isinstance(writer, WriterProcess):
+            metrics.gauge("ledger_writer_process_restarts", lambda: writer.restarts)
+        mapper = new_mapper()
+        services = Services(settings, ledger, writer, auth, key_usage, metrics, mapper)
+        pool = await asyncpg.create_pool(database_url, min_size=1, max_size=READ_POOL_SIZE_MAX)
+        runtime = cls(services=services, pool=pool)
+        follower = Follower(
+            database_url, settings.schema, mapper, batch_size_max=settings.follower_batch_size
+        )
+        async with pool.acquire() as conn:
+            await follower.create_tables(conn)
+        services.read_models = ReadModels(pool, settings.schema)
+        if settings.run_follower:
+            runtime.tasks.append(asyncio.create_task(follower.run(runtime.stop_background)))
+        if settings.nats_url:
+            if settings.run_relay:
+                relay = Relay(
+                    database_url,
+                    settings.schema,
+                    mapper,
+                    relay_connector(settings.nats_url),
+                    stream_name=settings.stream_name,
+                )
+                metrics.gauge("ledger_relay_position", lambda: relay.position)
+                runtime.tasks.append(asyncio.create_task(relay.run(runtime.stop_background)))
+            runtime.nats_task = asyncio.create_task(connect_nats(services, settings.nats_url))
+        log.info("service_started", schema=settings.schema)
+        return runtime
+
+    async def stop(self) -> None:
+        services = self.services
+        await services.writer.stop()  # answers every accepted command first
+        self.stop_background.set()
+        for task in self.tasks:
+            await task
+        await self.pool.close()
+        await services.key_usage.stop()
+        if self.nats_task is not None:
+            self.nats_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.nats_task
+        if services.nats is not None:
+            await services.nats.close()
+        await asyncio.to_thread(services.ledger.close)
+        log.info("service_stopped")

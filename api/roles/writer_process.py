@@ -1,0 +1,472 @@
+"""The group-commit writer in a process of its own (`ledger serve`, LEDGER_BACKGROUND=process).
+
+In one process the writer's thread and the HTTP event loop share one GIL: each consume cost the
+loop its HTTP work (~200 µs) plus the writer's (~70-100 µs), on one core of two
+(docs/BENCHMARKS.md, round 3). Here the writer runs in a child process, so the two use both
+cores. `WriterProcess` is what the routes call: the same `submit`, `submit_atomic` and
+`submit_each` as `ledger.writer.Writer`, and the same rule, every answer means committed.
+
+The two talk over a socket pair the parent makes (no path on disk, no port), in the messages
+of api/writer_wire.py: works from the parent (commands checked already), each loop turn's in
+one message; answers from the child, one message per committed batch. The child's first
+message, with no answers, says it is ready.
+
+If the child dies, every command it had not answered fails with `unavailable` (the outcome is
+unknown: a retry with the same Idempotency-Key settles it), and it is started again after a
+back-off, as the supervisor does for the follower and the relay. `stop()` closes the parent's
+side for writing; the child answers every command it accepted, then exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import msgspec
+import structlog
+
+from api.roles.supervisor import (
+    RESTART_BACKOFF_FIRST_S,
+    RESTART_BACKOFF_MAX_S,
+    RESTART_BACKOFF_RESET_AFTER_S,
+)
+from api.roles.writer_wire import (
+    LENGTH_BYTES,
+    Stats,
+    answers_messages,
+    decode_answers,
+    decode_works,
+    encode_work,
+    works_message,
+)
+from ledger import commands as c
+from ledger.errors import LedgerError, UnavailableError
+from ledger.writer.writer import QUEUE_DEPTH_MAX, Submitting, Writer, check_commands, settle_future
+
+log = structlog.get_logger("api.roles.writer_process")
+
+# A message larger than this is a bug on the other side: the connection is dropped. Messages
+# are bounded well below it by FRAME_BYTES_BUDGET plus one work or answer (a work is at most a
+# batch request of 1,000 commands, each of bounded size).
+FRAME_BYTES_MAX = 64 * 1024 * 1024
+# Commands, and bytes, the parent puts in one message (and bytes the child puts in one message
+# of answers) before starting another: a message stays far below FRAME_BYTES_MAX whatever the
+# commands or answers (an account view with 1,000 lots is about 180 KB).
+FRAME_COMMANDS_MAX = 1_000
+FRAME_BYTES_BUDGET = 4 * 1024 * 1024
+# Bytes the child reads from the socket at once.
+RECEIVE_BYTES = 1024 * 1024
+# Seconds the parent waits for a new child to say it is ready before giving up on the start.
+READY_TIMEOUT_S = 60.0
+# Seconds the parent waits, on stop, for the child to answer what it accepted and exit.
+DRAIN_TIMEOUT_S = 30.0
+
+
+# ------------------------------------------------------------------------------ the parent
+
+
+class WriterProcess(Submitting):
+    """The writer, run in a child process; used like `ledger.writer.Writer`."""
+
+    def __init__(
+        self,
+        environ: Mapping[str, str],
+        *,
+        clock: Callable[[], datetime] = c.utc_now,
+    ) -> None:
+        self.environ = dict(environ)
+        self.clock = clock
+        self.process: subprocess.Popen[bytes] | None = None
+        self.stats = Stats()  # the child's counters, as of its last answer
+        self._earlier = Stats()  # counted by children that died
+        self.restarts = 0  # children that died and were started again
+        self._stream: asyncio.StreamWriter | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._restart: asyncio.Task[None] | None = None
+        self._ready: asyncio.Future[None] | None = None
+        self._pending: dict[int, tuple[asyncio.Future[Any], int]] = {}
+        self._depth = 0
+        self._tokens = itertools.count(1)
+        self._outbox: list[bytes] = []  # encoded works, sent at the end of the loop turn
+        self._outbox_commands = 0
+        self._outbox_bytes = 0
+        self._flush_scheduled = False
+        self._stopping = False
+        self._started_at = 0.0
+        self._backoff_s = RESTART_BACKOFF_FIRST_S
+
+    @property
+    def totals(self) -> Stats:
+        """The counters of every child this one has started, the cache's size of the last."""
+        return self._earlier.plus(self.stats)
+
+    @property
+    def batches_committed(self) -> int:
+        return self.totals.batches_committed
+
+    @property
+    def commands_committed(self) -> int:
+        return self.totals.commands_committed
+
+    @property
+    def batches_rerun(self) -> int:
+        return self.totals.batches_rerun
+
+    @property
+    def cached_aggregates(self) -> int:
+        return self.stats.cached_aggregates
+
+    @property
+    def apply_us(self) -> int:
+        return self.totals.apply_us
+
+    @property
+    def commit_us(self) -> int:
+        return self.totals.commit_us
+
+    @property
+    def queued_us(self) -> int:
+        return self.totals.queued_us
+
+    @property
+    def works_answered(self) -> int:
+        return self.totals.works_answered
+
+    @property
+    def ready(self) -> bool:
+        """Connected to a child that said it is ready: false while one is (re)starting."""
+        ready = self._ready
+        return (
+            self._stream is not None
+            and ready is not None
+            and ready.done()
+            and not ready.cancelled()
+            and ready.exception() is None
+        )
+
+    async def start(self) -> None:
+        """Starts the child and waits until it is ready (its store is reachable)."""
+        await self._spawn()
+        assert self._ready is not None
+        try:
+            async with asyncio.timeout(READY_TIMEOUT_S):
+                await self._ready
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        """Every command already accepted is answered; then the child exits."""
+        self._stopping = True
+        if self._restart is not None:
+            self._restart.cancel()
+        self._flush()
+        if self._stream is not None:
+            with contextlib.suppress(OSError, RuntimeError):
+                self._stream.write_eof()
+        if self._reader is not None:
+            try:
+                async with asyncio.timeout(DRAIN_TIMEOUT_S):
+                    await asyncio.shield(self._reader)
+            except TimeoutError:
+                log.error("writer_process_drain_timed_out", pending=len(self._pending))
+        await self._reap(DRAIN_TIMEOUT_S)
+        if self._reader is not None and not self._reader.done():
+            # Killed: its socket is closed now, so the reader ends and fails what is left.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(DRAIN_TIMEOUT_S):
+                    await asyncio.shield(self._reader)
+
+    def _enqueue(self, commands: Sequence[c.Command], *, atomic: bool) -> asyncio.Future[Any]:
+        check_commands(commands, atomic=atomic, now=self.clock())  # bad input: 400 whatever else
+        if self._stopping:
+            raise UnavailableError("the service is stopping; retry shortly")
+        if self._stream is None:
+            raise UnavailableError("the writer is restarting; retry shortly")
+        if self._depth + len(commands) > QUEUE_DEPTH_MAX:
+            raise UnavailableError("the writer is overloaded; retry shortly")
+        token = next(self._tokens)
+        encoded = encode_work(token, atomic, list(commands))
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._pending[token] = (future, len(commands))
+        self._depth += len(commands)
+        if (
+            self._outbox_commands + len(commands) > FRAME_COMMANDS_MAX
+            or self._outbox_bytes + len(encoded) > FRAME_BYTES_BUDGET
+        ):
+            self._flush()
+        self._outbox.append(encoded)
+        self._outbox_commands += len(commands)
+        self._outbox_bytes += len(encoded)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._flush)  # every command of this loop turn in one message
+        return future
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if not self._outbox:
+            return
+        outbox, self._outbox = self._outbox, []
+        self._outbox_commands = self._outbox_bytes = 0
+        if self._stream is not None:
+            self._stream.write(works_message(outbox))
+
+    async def _spawn(self) -> None:
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            process = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
+                [sys.executable, "-m", "api.roles.writer_process", "--fd", str(child.fileno())],
+                env=self.environ,
+                pass_fds=(child.fileno(),),
+                # Its own session: a Ctrl-C at the terminal reaches serve, which stops it in
+                # order. It ends when serve closes its side of the socket, which the kernel
+                # does if serve dies: no death signal needed.
+                start_new_session=True,
+            )
+        except BaseException:
+            parent.close()
+            raise
+        finally:
+            child.close()
+        self.process = process
+        self._started_at = time.monotonic()
+        log.info("writer_process_started", pid=process.pid)
+        try:
+            reader, stream = await asyncio.open_unix_connection(sock=parent, limit=RECEIVE_BYTES)
+        except BaseException:  # cancelled by stop(), or out of descriptors: no child left over
+            parent.close()
+            process.kill()
+            await asyncio.to_thread(process.wait)
+            raise
+        self._stream = stream
+        self._ready = asyncio.get_running_loop().create_future()
+        self._reader = asyncio.create_task(self._read(reader, self._ready))
+
+    async def _read(self, reader: asyncio.StreamReader, ready: asyncio.Future[None]) -> None:
+        try:
+            while True:
+                head = await reader.readexactly(LENGTH_BYTES)
+                size = int.from_bytes(head, "big")
+                if size > FRAME_BYTES_MAX:
+                    log.error("writer_process_message_too_large", bytes=size)
+                    break
+                self.stats, answers = decode_answers(await reader.readexactly(size))
+                if not ready.done():
+                    ready.set_result(None)
+                self._answer(answers)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass  # the child closed its side: it exited, or is exiting
+        except Exception:
+            log.exception("writer_process_read_failed")
+        finally:
+            await self._lost(ready)
+
+    def _answer(self, answers: list[tuple[int, Any]]) -> None:
+        for token, result in answers:
+            entry = self._pending.pop(token, None)
+            if entry is None:
+                continue
+            future, count = entry
+            self._depth -= count
+            settle_future(future, result)
+
+    async def _lost(self, ready: asyncio.Future[None]) -> None:
+        """The connection ended: fail what is unanswered, reap the child, restart it."""
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            stream.close()
+        self._outbox = []
+        self._outbox_commands = self._outbox_bytes = 0
+        pending, self._pending, self._depth = self._pending, {}, 0
+        self._earlier, self.stats = self.totals, Stats()
+        lost = UnavailableError(
+            "the writer stopped before answering; the outcome is unknown: "
+            "retry with the same Idempotency-Key"
+        )
+        for future, _count in pending.values():
+            if not future.done():
+                future.set_exception(lost)
+        returncode = await self._reap(DRAIN_TIMEOUT_S if self._stopping else 5.0)
+        if not ready.done():
+            ready.set_exception(RuntimeError(f"the writer process exited ({returncode})"))
+            ready.exception()  # retrieved: after a restart nobody awaits it
+        if self._stopping:
+            log.info("writer_process_stopped", returncode=returncode)
+            return
+        if time.monotonic() - self._started_at > RESTART_BACKOFF_RESET_AFTER_S:
+            self._backoff_s = RESTART_BACKOFF_FIRST_S
+        log.error(
+            "writer_process_exited",
+            returncode=returncode,
+            unanswered=len(pending),
+            restart_in_s=self._backoff_s,
+        )
+        self.restarts += 1
+        delay, self._backoff_s = self._backoff_s, min(self._backoff_s * 2, RESTART_BACKOFF_MAX_S)
+        self._restart = asyncio.create_task(self._restart_after(delay))
+
+    async def _restart_after(self, delay: float) -> None:
+        while not self._stopping:
+            await asyncio.sleep(delay)
+            if self._stopping:
+                return
+            try:
+                await self._spawn()
+                return
+            except Exception:  # EAGAIN, ENOMEM: log it, try again later
+                log.exception("writer_process_spawn_failed")
+                delay = min(delay * 2, RESTART_BACKOFF_MAX_S)
+
+    async def _reap(self, timeout_s: float) -> int | None:
+        """Waits for the child to exit; kills it if it does not in time."""
+        process = self.process
+        if process is None:
+            return None
+        try:
+            return await asyncio.to_thread(process.wait, timeout_s)
+        except subprocess.TimeoutExpired:
+            log.error("writer_process_killed", pid=process.pid)
+            process.kill()
+            return await asyncio.to_thread(process.wait)
+
+
+# ------------------------------------------------------------------------------- the child
+
+
+class WriterServer:
+    """The child's side: reads works from the socket, answers each committed batch."""
+
+    def __init__(self, sock: socket.socket, writer: Writer) -> None:
+        self.sock = sock
+        self.writer = writer
+        self._send_lock = threading.Lock()
+        self._broken = False
+
+    def deliver(self, pairs: list[tuple[Any, Any]]) -> None:
+        """Called on the writer's thread with a batch's answers (a Sink). Never raises: an
+        answer that cannot be encoded goes as an error in its place (writer_wire)."""
+        try:
+            self._send(pairs)
+        except Exception:  # a bug in encoding: the connection ends, the parent fails them
+            log.exception("writer_process_answer_failed", answers=len(pairs))
+            self._broken = True
+            with contextlib.suppress(OSError):
+                self.sock.shutdown(socket.SHUT_RDWR)
+
+    def _send(self, answers: list[tuple[Any, Any]]) -> None:
+        writer = self.writer
+        stats = Stats(
+            writer.batches_committed,
+            writer.commands_committed,
+            writer.batches_rerun,
+            writer.cached_aggregates,
+            writer.apply_us,
+            writer.commit_us,
+            writer.queued_us,
+            writer.works_answered,
+        )
+        messages = answers_messages(stats, answers, FRAME_BYTES_BUDGET)
+        with self._send_lock:
+            if self._broken:
+                return
+            try:
+                for message in messages:
+                    self.sock.sendall(message)
+            except OSError as error:  # the parent is gone: what is committed stays committed
+                self._broken = True
+                log.error("writer_process_parent_gone", error=str(error), answers=len(answers))
+
+    def run(self) -> bool:
+        """Says it is ready, then queues works until the parent closes its side. True when
+        it ended so; False on a message it could not read (logged)."""
+        self._send([])
+        buffer = bytearray()
+        while True:
+            chunk = self.sock.recv(RECEIVE_BYTES)
+            if not chunk:
+                if buffer:
+                    log.error("writer_process_message_cut_short", bytes=len(buffer))
+                    return False
+                return True
+            buffer += chunk
+            while len(buffer) >= LENGTH_BYTES:
+                size = int.from_bytes(buffer[:LENGTH_BYTES], "big")
+                if size > FRAME_BYTES_MAX:
+                    log.error("writer_process_message_too_large", bytes=size)
+                    return False
+                if len(buffer) < LENGTH_BYTES + size:
+                    break
+                try:
+                    works = decode_works(memoryview(buffer)[LENGTH_BYTES : LENGTH_BYTES + size])
+                except msgspec.DecodeError:
+                    log.exception("writer_process_message_undecodable", bytes=size)
+                    return False
+                del buffer[: LENGTH_BYTES + size]
+                self._accept(works)
+
+    def _accept(self, works: list[tuple[int, bool, list[c.Command]]]) -> None:
+        for token, atomic, commands in works:
+            try:
+                self.writer.enqueue(commands, atomic=atomic, sink=self, token=token)
+            except LedgerError as error:
+                self._send([(token, error)])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The child. It ends when serve closes its side of the socket (serve stopping, or dying:
+    the kernel closes its descriptors), after answering every command it accepted. SIGTERM
+    is ignored: a stop of the whole process group (systemd's default) reaches serve too, which
+    closes the socket once it has sent its last command, so nothing is cut off mid-answer."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    from api.roles.garbage_collector import tune_collector  # noqa: PLC0415 - the child's imports only
+    from api.roles.logs import configure_logging  # noqa: PLC0415
+    from api.settings import settings_from_env  # noqa: PLC0415
+    from ledger.store.application import Ledger  # noqa: PLC0415
+
+    parser = argparse.ArgumentParser(prog="api.roles.writer_process")
+    parser.add_argument("--fd", type=int, required=True, help="the inherited socket's descriptor")
+    args = parser.parse_args(argv)
+    settings = settings_from_env()
+    configure_logging(settings.log_format, settings.log_level)
+    if not settings.database_url:
+        log.error("writer_process_needs_database_url")
+        return 2
+    sock = socket.socket(fileno=args.fd)
+    try:
+        ledger = Ledger(settings.database_url, settings.schema)
+    except Exception:
+        log.exception("writer_process_start_failed")
+        return 1
+    writer = Writer(ledger)
+    writer.start()
+    tune_collector()
+    server = WriterServer(sock, writer)
+    log.info("writer_process_ready", pid=os.getpid())
+    clean = False
+    try:
+        clean = server.run()
+    except Exception:
+        log.exception("writer_process_read_failed")
+    finally:
+        asyncio.run(writer.stop())  # answers every command it accepted
+        sock.close()
+        ledger.close()
+    return 0 if clean else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,230 @@
+"""What commands answer: entries and views, as msgspec structs (the API sends them as they are).
+
+`position` is the entry's place in the whole ledger (the event store's notification id); the
+writer fills it in after the commit, since only the database knows it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from ledger.accounts.account import Account
+from ledger.accounts.records import HoldRecord
+from ledger.ids import entry_id
+from ledger.tenants.tenant import Tenant
+
+
+class Entry(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    entry_id: str
+    account_id: str
+    type: str
+    amount: int
+    balance: int
+    available: int
+    held: int
+    version: int
+    position: int
+    recorded_at: datetime
+    operation: str | None = None
+    resource: str | None = None
+    user_id: str | None = None
+    reason: str | None = None
+    hold_id: str | None = None
+    consumption_id: str | None = None
+    lot_id: str | None = None
+    expires_at: datetime | None = None
+    payment_ref: str | None = None
+    price: dict[str, str] | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class LotView(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    lot_id: str
+    source: str
+    remaining: int
+    expires_at: datetime | None
+    priority: int
+    held: int = 0
+
+
+class Totals(msgspec.Struct, frozen=True, kw_only=True):
+    granted: int
+    purchased: int
+    consumed: int
+    refunded: int
+    expired: int
+    adjusted: int
+
+
+class AccountView(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    account_id: str
+    balance: int
+    available: int
+    held: int
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    metadata: dict[str, Any]
+    lots: list[LotView]
+    totals: Totals
+    position: int = 0
+
+
+class HoldView(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    hold_id: str
+    account_id: str
+    amount: int
+    operation: str
+    status: str
+    expires_at: datetime
+    created_at: datetime
+    captured: int = 0
+    position: int = 0
+
+
+class ApiKeyView(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    key_id: str
+    name: str
+    scopes: list[str]
+    key_prefix: str
+    created_at: datetime
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+    last_used_at: datetime | None = None
+    key: str | None = None  # the secret: present only in the answer that created it
+
+
+class TenantView(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    tenant_id: str
+    name: str
+    settings: dict[str, Any]
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    api_key: ApiKeyView | None = None  # the first key, in the answer that created the tenant
+
+
+RESULT_TYPES: dict[str, type[msgspec.Struct]] = {
+    "entry": Entry,
+    "account": AccountView,
+    "hold": HoldView,
+    "tenant": TenantView,
+    "api_key": ApiKeyView,
+}
+RESULT_NAMES: dict[type[msgspec.Struct], str] = {cls: name for name, cls in RESULT_TYPES.items()}
+
+# The optional fields an entry takes from its event, when the event's class has them.
+ENTRY_FIELDS = (
+    "operation",
+    "resource",
+    "user_id",
+    "reason",
+    "hold_id",
+    "consumption_id",
+    "lot_id",
+    "expires_at",
+    "payment_ref",
+    "price",
+    "metadata",
+)
+
+
+@functools.cache
+def entry_fields(event_class: type[Any]) -> tuple[str, ...]:
+    """The optional entry fields an event class has (asked once per class, not per event)."""
+    names = {field.name for field in dataclasses.fields(event_class)}
+    return tuple(name for name in ENTRY_FIELDS if name in names)
+
+
+def entry_from_event(event: Account.Event | Account.Opened, position: int = 0) -> Entry:
+    """The public entry of one account event; needs nothing but the event."""
+    state = vars(event)
+    optional = {name: state[name] for name in entry_fields(type(event)) if name in state}
+    if not optional.get("metadata"):
+        optional.pop("metadata", None)
+    version = state["originator_version"]
+    balance = state["balance"]
+    held = state["held"]
+    return Entry(
+        entry_id=entry_id(state["originator_id"], version),
+        account_id=state["account_id"],
+        type=event.entry_type,
+        amount=state["amount"],
+        balance=balance,
+        available=balance - held,
+        held=held,
+        version=version,
+        position=position,
+        recorded_at=state["timestamp"],
+        **optional,
+    )
+
+
+def account_view(account: Account) -> AccountView:
+    lots = sorted(account.lots.values(), key=lambda lot: lot["seq"])
+    return AccountView(
+        account_id=account.account_id,
+        balance=account.balance,
+        available=account.available,
+        held=account.held,
+        version=account.version,
+        created_at=account.created_on,
+        updated_at=account.modified_on,
+        metadata=account.metadata,
+        lots=[
+            LotView(
+                lot_id=lot["lot_id"],
+                source=lot["source"],
+                remaining=lot["remaining"],
+                expires_at=lot["expires_at"],
+                priority=lot["priority"],
+                held=lot["held"],
+            )
+            for lot in lots
+        ],
+        totals=Totals(**account.totals),
+    )
+
+
+def hold_view(record: HoldRecord) -> HoldView:
+    return HoldView(
+        hold_id=record.hold_id,
+        account_id=record.account_id,
+        amount=record.amount,
+        operation=record.operation,
+        status=record.status,
+        expires_at=record.expires_at,
+        created_at=record.created_on,
+        captured=record.captured,
+    )
+
+
+def api_key_view(api_key: dict[str, Any], key: str | None = None) -> ApiKeyView:
+    return ApiKeyView(
+        key_id=api_key["key_id"],
+        name=api_key["name"],
+        scopes=list(api_key["scopes"]),
+        key_prefix=api_key["key_prefix"],
+        created_at=api_key["created_at"],
+        expires_at=api_key["expires_at"],
+        revoked_at=api_key["revoked_at"],
+        last_used_at=api_key.get("last_used_at"),
+        key=key,
+    )
+
+
+def tenant_view(tenant: Tenant, api_key: ApiKeyView | None = None) -> TenantView:
+    return TenantView(
+        tenant_id=tenant.tenant_id,
+        name=tenant.name,
+        settings=tenant.settings,
+        version=tenant.version,
+        created_at=tenant.created_on,
+        updated_at=tenant.modified_on,
+        api_key=api_key,
+    )
