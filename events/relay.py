@@ -259,8 +259,6 @@ class Relay:
         tenant: Any = None
         for row in await events_of(conn, self.schema, tenant_aggregate_id(tenant_id)):
             tenant = decode(self.mapper, *row).mutate(tenant)
-        threshold = (
-            tenant.settings.get("low_balance_threshold") if isinstance(tenant, Tenant) else None
-        )
+        threshold = tenant.settings.low_balance_threshold if isinstance(tenant, Tenant) else None
         self._thresholds[tenant_id] = (now, threshold)
         return threshold

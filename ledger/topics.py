@@ -27,7 +27,8 @@ def stored_as(module: str) -> Callable[[T], T]:
     `<module>:<qualified name>`."""
 
     def pin(aggregate_class: T) -> T:
-        for cls in (aggregate_class, *nested_event_classes(aggregate_class)):
+        classes: list[type] = [aggregate_class, *nested_event_classes(aggregate_class)]
+        for cls in classes:
             topic = f"{module}:{cls.__qualname__}"
             cls.TOPIC = topic  # type: ignore[attr-defined]
             register_topic(topic, cls)

@@ -11,21 +11,23 @@ from litestar import Litestar
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
-from api.http import accounts, batch, bench, health, platform, reports, streams
+from api.http import batch, bench, health, streams
+from api.http.accounts import AccountController
+from api.http.command_routes import command_routes
+from api.http.dependencies import DEPENDENCIES
 from api.http.metrics import Metrics
 from api.http.middleware import request_context
 from api.http.problems import EXCEPTION_HANDLERS
+from api.http.reports import ReportController
+from api.http.tenants import OwnApiKeyController, TenantController
 from api.roles.runtime import Runtime
 from api.settings import Settings
+from ledger.areas import REGISTRY
 
 log = structlog.get_logger("api.http.app")
 
 # API.md: bodies over 1 MiB are refused with 413.
 REQUEST_BODY_BYTES_MAX = 1024 * 1024
-# asyncpg connections for read-model queries.
-READ_POOL_SIZE_MAX = 10
-# Seconds between attempts to reach NATS while it is down.
-NATS_RECONNECT_WAIT_S = 1.0
 
 
 def create_app(settings: Settings) -> Litestar:
@@ -47,14 +49,17 @@ def create_app(settings: Settings) -> Litestar:
 
     return Litestar(
         route_handlers=[
-            *platform.ROUTES,
-            *accounts.ROUTES,
+            TenantController,
+            OwnApiKeyController,
+            AccountController,
+            *command_routes(REGISTRY),
             batch.run_batch,
-            *reports.ROUTES,
+            ReportController,
             *streams.ROUTES,
             *health.ROUTES,
             *(bench.ROUTES if settings.bench_endpoints else []),
         ],
+        dependencies=DEPENDENCIES,
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[request_context(metrics_of)],

@@ -17,13 +17,15 @@ from typing import Any
 
 import structlog
 from eventsourcing.application import AggregateNotFoundError
-from litestar import Request
+from litestar.connection import ASGIConnection
 
 from api.http.problems import ApiError
 from api.http.ratelimit import RateLimiter
+from ledger.commands import Command, Envelope
 from ledger.ids import api_key_aggregate_id, tenant_aggregate_id
 from ledger.store.application import Ledger
-from ledger.tenants.tenant import API_KEY_PREFIX, ApiKeyIndex, Tenant, hash_api_key
+from ledger.tenants.api_keys import API_KEY_PREFIX, ApiKeyIndex, hash_api_key
+from ledger.tenants.tenant import Tenant
 
 log = structlog.get_logger("api.http.auth")
 
@@ -33,6 +35,9 @@ AUTH_CACHE_TTL_S = 0.5
 AUTH_CACHE_SIZE_MAX = 10_000
 # A caller's header value is looked at only up to this length.
 AUTH_HEADER_LENGTH_MAX = 512
+
+OPERATOR_ONLY_DETAIL = "this operation needs the platform operator's key"
+TENANT_ONLY_DETAIL = "the operator's key manages tenants only; use a tenant key"
 
 
 @dataclass(frozen=True)
@@ -55,8 +60,23 @@ class Principal:
         assert self.tenant_id is not None
         return self.tenant_id
 
+    def require_tenant(self, scope: str | None) -> None:
+        """Refuses the operator's key, and a tenant key without `scope` (None: any scope)."""
+        if self.is_admin:
+            raise ApiError("forbidden", TENANT_ONLY_DETAIL)
+        if scope is not None and scope not in self.scopes:
+            raise ApiError("forbidden", f"the API key lacks the scope {scope}")
 
-def presented_key(request: Request[Any, Any, Any]) -> str | None:
+    def envelope(self, command: Command) -> Envelope[Command]:
+        """The command as this tenant's key sends it."""
+        return Envelope(tenant_id=self.tenant(), command=command, key_id=self.key_id)
+
+    def require_operator(self) -> None:
+        if not self.is_admin:
+            raise ApiError("forbidden", OPERATOR_ONLY_DETAIL)
+
+
+def presented_key(request: ASGIConnection[Any, Any, Any, Any]) -> str | None:
     header = request.headers.get("authorization")
     if header:
         scheme, _, value = header.partition(" ")
@@ -76,9 +96,9 @@ def load_grant(ledger: Ledger, key_hash: str) -> KeyGrant | None:
     return KeyGrant(
         tenant_id=tenant.tenant_id,
         key_id=index.key_id,
-        scopes=frozenset(key["scopes"]),
-        expires_at=key["expires_at"],
-        revoked=key["revoked_at"] is not None,
+        scopes=frozenset(key.scopes),
+        expires_at=key.expires_at,
+        revoked=key.revoked_at is not None,
     )
 
 
@@ -128,7 +148,7 @@ class Authenticator:
                 {"Retry-After": str(wait_s)},
             )
 
-    async def authenticate(self, request: Request[Any, Any, Any]) -> Principal:
+    async def authenticate(self, request: ASGIConnection[Any, Any, Any, Any]) -> Principal:
         key = presented_key(request)
         if not key or len(key) > AUTH_HEADER_LENGTH_MAX:
             raise ApiError("unauthorized", "send an API key as 'Authorization: Bearer <key>'")
@@ -152,17 +172,3 @@ class Authenticator:
         return Principal(
             is_admin=False, tenant_id=grant.tenant_id, key_id=grant.key_id, scopes=grant.scopes
         )
-
-    async def admin(self, request: Request[Any, Any, Any]) -> Principal:
-        principal = await self.authenticate(request)
-        if not principal.is_admin:
-            raise ApiError("forbidden", "this operation needs the platform operator's key")
-        return principal
-
-    async def tenant(self, request: Request[Any, Any, Any], scope: str) -> Principal:
-        principal = await self.authenticate(request)
-        if principal.is_admin:
-            raise ApiError("forbidden", "the operator's key manages tenants only; use a tenant key")
-        if scope not in principal.scopes:
-            raise ApiError("forbidden", f"the API key lacks the scope {scope}")
-        return principal

@@ -1,4 +1,5 @@
-"""What the routes need, built once by create_app's lifespan and kept on app.state."""
+"""What the routes need, built once by create_app's lifespan (api/roles/runtime.py), kept on
+app.state and given to each route by dependency injection (api/http/dependencies.py)."""
 
 from __future__ import annotations
 
@@ -8,16 +9,13 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import Mapper
-from litestar import Request
-from litestar.datastructures import State
 
 from api.http.auth import Authenticator
 from api.http.key_usage import KeyUsage
 from api.http.metrics import Metrics
-from api.roles.writer_process import WriterProcess
 from api.settings import Settings
 from ledger.store.application import Ledger
-from ledger.writer.writer import Writer
+from ledger.writer.submitting import Submitting
 from projections.queries import ReadModels
 
 
@@ -25,7 +23,7 @@ from projections.queries import ReadModels
 class Services:
     settings: Settings
     ledger: Ledger
-    writer: Writer | WriterProcess
+    writer: Submitting  # the writer's thread, or the writer process
     auth: Authenticator
     key_usage: KeyUsage
     metrics: Metrics
@@ -36,12 +34,3 @@ class Services:
     async def store_position(self) -> int:
         """The event store's last position (what a complete read model must reach)."""
         return await asyncio.to_thread(self.ledger.max_position)
-
-
-def services(state: State) -> Services:
-    found: Services = state["services"]
-    return found
-
-
-def services_of(request: Request[Any, Any, Any]) -> Services:
-    return services(request.app.state)

@@ -21,15 +21,17 @@ from litestar import Request, WebSocket, get, websocket
 from litestar.params import QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
-from api.http.accounts import SECURITY
+from api.http.dependencies import PrincipalDep, ServicesDep
+from api.http.guards import authenticated, tenant_key
+from api.http.parameters import POSITION_MAX, SECURITY
 from api.http.problems import ApiError, responses
-from api.http.services import Services, services_of
 from events.subjects import tenant_subjects
 from ledger.ids import check_account_id
+from ledger.limits import ACCOUNT_ID_LENGTH_MAX
+from ledger.tenants.api_keys import REPORTS_READ
 
 log = structlog.get_logger("api.http.streams")
 
-REPORTS = "reports:read"
 # Live messages buffered per subscriber before it falls back to catching up.
 SUBSCRIBER_QUEUE_MAX = 10_000
 # A quiet stream sends a heartbeat (and catches up from the read models) this often.
@@ -49,7 +51,7 @@ class LiveEntries:
     """The entries of one tenant (optionally one account) after a position, forever."""
 
     def __init__(
-        self, services: Services, tenant_id: str, account_id: str | None, after: int
+        self, services: ServicesDep, tenant_id: str, account_id: str | None, after: int
     ) -> None:
         self.services = services
         self.tenant_id = tenant_id
@@ -147,22 +149,28 @@ def last_event_id(request: Request[Any, Any, Any], after: int | None) -> int:
     return after or 0
 
 
+AccountFilter = Annotated[
+    str | None, QueryParameter(min_length=1, max_length=ACCOUNT_ID_LENGTH_MAX, required=False)
+]
+AfterPosition = Annotated[int | None, QueryParameter(ge=0, le=POSITION_MAX, required=False)]
+
+
 @get(
     "/v1/stream",
     summary="Live entries of the tenant (SSE); Last-Event-ID resumes with nothing missed",
     responses=responses("forbidden"),
     security=SECURITY,
     media_type="text/event-stream",
+    guards=[tenant_key(REPORTS_READ)],
+    tags=["streams"],
 )
 async def stream(
     request: Request[Any, Any, Any],
-    account_id: Annotated[
-        str | None, QueryParameter(min_length=1, max_length=128, required=False)
-    ] = None,
-    after: Annotated[int | None, QueryParameter(ge=0, le=2**62, required=False)] = None,
+    principal: PrincipalDep,
+    services: ServicesDep,
+    account_id: AccountFilter = None,
+    after: AfterPosition = None,
 ) -> ServerSentEvent:
-    services = services_of(request)
-    principal = await services.auth.tenant(request, REPORTS)
     if account_id is not None:
         check_account_id(account_id)
     start = last_event_id(request, after)
@@ -182,16 +190,15 @@ async def stream(
 @websocket("/v1/ws")
 async def live_socket(
     socket: WebSocket[Any, Any, Any],
-    account_id: Annotated[
-        str | None, QueryParameter(min_length=1, max_length=128, required=False)
-    ] = None,
-    after: Annotated[int | None, QueryParameter(ge=0, le=2**62, required=False)] = None,
+    services: ServicesDep,
+    account_id: AccountFilter = None,
+    after: AfterPosition = None,
 ) -> None:
     """The same live entries as /v1/stream, one JSON text frame each. Authenticate with a
     header, as on every route. Close codes: 4401 unauthorized, 4403 forbidden."""
-    services = services_of(socket)  # type: ignore[arg-type]
     try:
-        principal = await services.auth.tenant(socket, REPORTS)  # type: ignore[arg-type]
+        principal = await authenticated(socket)
+        principal.require_tenant(REPORTS_READ)
         if account_id is not None:
             check_account_id(account_id)
     except ApiError as error:

@@ -28,10 +28,14 @@ from api.roles.runtime import relay_connector
 from api.roles.supervisor import Supervisor, child_environ
 from api.settings import Settings, settings_from_env
 from events.relay import Relay
-from ledger import commands as c
+from ledger.accounts.commands import ConsumeCredits, GrantCredits, OpenAccount
+from ledger.commands import Command, Envelope
 from ledger.errors import LedgerError
 from ledger.ids import check_tenant_id
-from ledger.store.application import Ledger, new_mapper
+from ledger.store.application import Ledger
+from ledger.store.transcoder import new_mapper
+from ledger.tenants.commands import CreateTenant
+from ledger.tenants.settings import TenantSettings
 from ledger.writer.writer import Writer
 from projections.audit import entry_encoder, read_replay_file, replay, verify_entries
 from projections.follower import Follower
@@ -124,24 +128,21 @@ async def run_demo(settings: Settings) -> None:
     writer = Writer(ledger)
     writer.start()
     tenant_id = "demo"
-    steps: list[tuple[str, c.Command]] = [
+    steps: list[tuple[str, Command]] = [
         (
             "create tenant",
-            c.CreateTenant(
-                tenant_id=tenant_id, name="Demo", settings=c.TenantSettings(signup_bonus=100)
+            CreateTenant(
+                tenant_id=tenant_id, name="Demo", settings=TenantSettings(signup_bonus=100)
             ),
         ),
-        ("open account", c.OpenAccount(tenant_id=tenant_id, account_id="ada@example.com")),
+        ("open account", OpenAccount(account_id="ada@example.com")),
         (
             "grant 500",
-            c.GrantCredits(
-                tenant_id=tenant_id, account_id="ada@example.com", amount=500, reason="welcome pack"
-            ),
+            GrantCredits(account_id="ada@example.com", amount=500, reason="welcome pack"),
         ),
         (
             "consume 120",
-            c.ConsumeCredits(
-                tenant_id=tenant_id,
+            ConsumeCredits(
                 account_id="ada@example.com",
                 amount=120,
                 operation="IMAGE_GENERATION",
@@ -150,18 +151,15 @@ async def run_demo(settings: Settings) -> None:
         ),
         (
             "consume 10,000",
-            c.ConsumeCredits(
-                tenant_id=tenant_id,
-                account_id="ada@example.com",
-                amount=10_000,
-                operation="VIDEO_GENERATION",
+            ConsumeCredits(
+                account_id="ada@example.com", amount=10_000, operation="VIDEO_GENERATION"
             ),
         ),
     ]
     try:
         for title, command in steps:
             try:
-                outcome = await writer.submit(command)
+                outcome = await writer.submit(Envelope(tenant_id=tenant_id, command=command))
             except LedgerError as error:
                 print(f"{title:>16}: {error.code}: {error.detail}")
                 continue

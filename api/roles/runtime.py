@@ -25,7 +25,9 @@ from api.roles.supervisor import child_environ
 from api.roles.writer_process import WriterProcess
 from api.settings import Settings
 from events.relay import Relay
-from ledger.store.application import Ledger, new_mapper
+from ledger.store.application import Ledger
+from ledger.store.transcoder import new_mapper
+from ledger.writer.submitting import Submitting
 from ledger.writer.writer import Writer
 from projections.follower import Follower
 from projections.queries import ReadModels
@@ -83,7 +85,7 @@ class Runtime:
         assert settings.database_url and settings.admin_key
         database_url = settings.database_url
         ledger = await asyncio.to_thread(Ledger, database_url, settings.schema)
-        writer: Writer | WriterProcess
+        writer: Submitting
         if settings.writer_process:
             writer = WriterProcess(
                 child_environ(

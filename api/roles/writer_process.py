@@ -51,9 +51,11 @@ from api.roles.writer_wire import (
     encode_work,
     works_message,
 )
-from ledger import commands as c
+from ledger.clock import utc_now
+from ledger.commands import Envelope
 from ledger.errors import LedgerError, UnavailableError
-from ledger.writer.writer import QUEUE_DEPTH_MAX, Submitting, Writer, check_commands, settle_future
+from ledger.writer.submitting import Submitting, check_commands, settle_future
+from ledger.writer.writer import QUEUE_DEPTH_MAX, Writer
 
 log = structlog.get_logger("api.roles.writer_process")
 
@@ -84,7 +86,7 @@ class WriterProcess(Submitting):
         self,
         environ: Mapping[str, str],
         *,
-        clock: Callable[[], datetime] = c.utc_now,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.environ = dict(environ)
         self.clock = clock
@@ -189,7 +191,7 @@ class WriterProcess(Submitting):
                 async with asyncio.timeout(DRAIN_TIMEOUT_S):
                     await asyncio.shield(self._reader)
 
-    def _enqueue(self, commands: Sequence[c.Command], *, atomic: bool) -> asyncio.Future[Any]:
+    def _enqueue(self, commands: Sequence[Envelope[Any]], *, atomic: bool) -> asyncio.Future[Any]:
         check_commands(commands, atomic=atomic, now=self.clock())  # bad input: 400 whatever else
         if self._stopping:
             raise UnavailableError("the service is stopping; retry shortly")
@@ -418,7 +420,7 @@ class WriterServer:
                 del buffer[: LENGTH_BYTES + size]
                 self._accept(works)
 
-    def _accept(self, works: list[tuple[int, bool, list[c.Command]]]) -> None:
+    def _accept(self, works: list[tuple[int, bool, list[Envelope[Any]]]]) -> None:
         for token, atomic, commands in works:
             try:
                 self.writer.enqueue(commands, atomic=atomic, sink=self, token=token)

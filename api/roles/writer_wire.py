@@ -2,11 +2,12 @@
 
 Each message is a 4-byte big-endian length and a JSON document, encoded and decoded by msgspec
 against the types below:
-- serve to writer, works: `[[token, atomic, [command, ...]], ...]`, each command tagged by its
-  `op`, as ledger.commands defines them;
+- serve to writer, works: `[[token, atomic, [envelope, ...]], ...]`, each envelope
+  `{tenant_id, command, key_id}` with its command tagged by its `op` (the registry's commands,
+  ledger/areas.py);
 - writer to serve, answers: `[[stats...], [[token, kind, [outcome, ...], error], ...]]`, an
   outcome being `[view, created, replayed, value]` with `view` the index of the value's type
-  in VIEW_TYPES (ledger.accounts.views.RESULT_TYPES).
+  in VIEW_TYPES (the registry's views).
 JSON, not pickle or msgpack: as fast as msgspec goes for these shapes (about 1.5 µs to decode a
 command, 3 µs an answer, against 4 and 7 µs unpickled), exact for integers of any size and for
 timestamps with their UTC offsets, so an answer is byte for byte what the writer's thread gives.
@@ -22,21 +23,21 @@ from typing import Any, Union
 import msgspec
 import structlog
 
-from ledger import commands as c
-from ledger.accounts.handlers import Outcome
-from ledger.accounts.views import RESULT_TYPES
+from ledger.areas import REGISTRY
+from ledger.commands import Envelope
 from ledger.errors import LedgerError
+from ledger.outcome import Outcome
 
 log = structlog.get_logger("api.roles.writer_wire")
 
 # Bytes of a message's length prefix.
 LENGTH_BYTES = 4
 
-COMMAND_TYPES = (*c.TENANT_COMMANDS, *c.ACCOUNT_COMMANDS, *c.QUERIES)
+COMMAND_TYPES = REGISTRY.command_types
 AnyCommand = Union[COMMAND_TYPES]  # type: ignore[valid-type]  # noqa: UP007 - built from a tuple
-Work = tuple[int, bool, list[AnyCommand]]
+Work = tuple[int, bool, list[Envelope[AnyCommand]]]
 
-VIEW_TYPES: tuple[type[msgspec.Struct], ...] = tuple(RESULT_TYPES.values())
+VIEW_TYPES: tuple[type[msgspec.Struct], ...] = tuple(REGISTRY.view_types.values())
 _VIEW_INDEX = {view: index for index, view in enumerate(VIEW_TYPES)}
 _VIEW_DECODERS = [msgspec.json.Decoder(view) for view in VIEW_TYPES]
 
@@ -80,7 +81,7 @@ def frame(body: bytes) -> bytes:
     return len(body).to_bytes(LENGTH_BYTES, "big") + body
 
 
-def encode_work(token: int, atomic: bool, commands: list[c.Command]) -> bytes:
+def encode_work(token: int, atomic: bool, commands: list[Envelope[Any]]) -> bytes:
     """One work, encoded when it is queued: a command that cannot be encoded fails its own
     caller, not the message it would have shared."""
     return _encoder.encode((token, atomic, commands))
@@ -90,8 +91,10 @@ def works_message(encoded: list[bytes]) -> bytes:
     return frame(b"[" + b",".join(encoded) + b"]")
 
 
-def decode_works(body: bytes | bytearray | memoryview) -> list[tuple[int, bool, list[c.Command]]]:
-    works: list[tuple[int, bool, list[c.Command]]] = _works_decoder.decode(body)
+def decode_works(
+    body: bytes | bytearray | memoryview,
+) -> list[tuple[int, bool, list[Envelope[Any]]]]:
+    works: list[tuple[int, bool, list[Envelope[Any]]]] = _works_decoder.decode(body)
     return works
 
 

@@ -14,23 +14,24 @@ from datetime import datetime
 from typing import Any, ClassVar
 from uuid import UUID
 
+import msgspec
 from eventsourcing.domain import TZINFO, Aggregate
 
 from ledger.accounts.lots import (
     OVERDRAFT_LOT_ID,
     Draw,
     Lot,
+    LotTerms,
+    Restore,
+    ReturnableDraw,
     burn_order_key,
     debt_of,
-    lots_in_burn_order,
     new_overdraft_lot,
+    plan_capture,
     plan_draws,
+    plan_restores,
 )
-from ledger.errors import (
-    HoldNotActiveError,
-    InsufficientCreditsError,
-    LimitExceededError,
-)
+from ledger.errors import HoldNotActiveError, InsufficientCreditsError, LimitExceededError
 from ledger.limits import ACTIVE_HOLDS_PER_ACCOUNT_MAX, BALANCE_MAX, LOTS_PER_ACCOUNT_MAX
 from ledger.topics import stored_as
 
@@ -43,8 +44,24 @@ def _field_count(event_class: type) -> int:
 TOTAL_NAMES = ("granted", "purchased", "consumed", "refunded", "expired", "adjusted")
 
 
+class ActiveHold(msgspec.Struct, frozen=True, kw_only=True):
+    """A hold the account still reserves credits for, on specific lots."""
+
+    hold_id: str
+    amount: int
+    operation: str
+    expires_at: datetime
+    reservations: list[Draw]
+
+
 @stored_as("ledger.account")
 class Account(Aggregate):
+    # How a snapshot's plain JSON becomes the account's typed state again (the mapper reads it).
+    typed_state: ClassVar[dict[str, Any]] = {
+        "lots": dict[str, Lot],
+        "holds": dict[str, ActiveHold],
+    }
+
     class Event(Aggregate.Event):
         tenant_id: str
         account_id: str
@@ -116,7 +133,7 @@ class Account(Aggregate):
         draws: list[Draw]
         # Source, expiry and priority of each lot drawn from, so a refund can give credits
         # back to them (ADR 0002). Version 1 (before issue 6) had none.
-        drawn_lots: dict[str, dict[str, Any]] | None
+        drawn_lots: dict[str, LotTerms] | None
         entry_type: ClassVar[str] = "consume"
         class_version: ClassVar[int] = 2
 
@@ -133,24 +150,25 @@ class Account(Aggregate):
         operation: str  # the refunded consumption's, so usage reports need no lookup
         reason: str
         debt_repaid: int
-        restores: list[dict[str, Any]]  # lots given back to: {"lot_id", "amount", "lot"?}
+        restores: list[Restore]
         entry_type: ClassVar[str] = "refund"
 
         def apply_to(self, account: Account) -> None:
             account.repay_debt(self.debt_repaid)
             for restore in self.restores:
-                lot = account.lots.get(restore["lot_id"])
+                lot = account.lots.get(restore.lot_id)
                 if lot is None:
-                    template = restore["lot"]
+                    terms = restore.lot
+                    assert terms is not None, restore
                     account.add_lot(
-                        restore["lot_id"],
-                        template["source"],
-                        restore["amount"],
-                        template["expires_at"],
-                        template["priority"],
+                        restore.lot_id,
+                        terms.source,
+                        restore.amount,
+                        terms.expires_at,
+                        terms.priority,
                     )
                 else:
-                    lot["remaining"] += restore["amount"]
+                    lot.remaining += restore.amount
             account.totals["refunded"] += self.amount
 
     class HoldPlaced(Event):
@@ -164,14 +182,14 @@ class Account(Aggregate):
 
         def apply_to(self, account: Account) -> None:
             for reservation in self.reservations:
-                account.lot_for(reservation["lot_id"])["held"] += reservation["amount"]
-            account.holds[self.hold_id] = {
-                "hold_id": self.hold_id,
-                "amount": self.hold_amount,
-                "operation": self.operation,
-                "expires_at": self.expires_at,
-                "reservations": self.reservations,
-            }
+                account.lot_for(reservation.lot_id).held += reservation.amount
+            account.holds[self.hold_id] = ActiveHold(
+                hold_id=self.hold_id,
+                amount=self.hold_amount,
+                operation=self.operation,
+                expires_at=self.expires_at,
+                reservations=self.reservations,
+            )
 
     class HoldEnded(Event):
         """Base of capture, release and expiry: the whole reservation is lifted."""
@@ -181,8 +199,8 @@ class Account(Aggregate):
 
         def apply_to(self, account: Account) -> None:
             hold = account.holds.pop(self.hold_id)
-            for reservation in hold["reservations"]:
-                account.lot_for(reservation["lot_id"])["held"] -= reservation["amount"]
+            for reservation in hold.reservations:
+                account.lot_for(reservation.lot_id).held -= reservation.amount
             self.after_release(account)
             account.drop_empty_lots()
 
@@ -193,7 +211,7 @@ class Account(Aggregate):
         consumption_id: str
         operation: str
         draws: list[Draw]
-        drawn_lots: dict[str, dict[str, Any]] | None  # as in CreditsConsumed
+        drawn_lots: dict[str, LotTerms] | None  # as in CreditsConsumed
         entry_type: ClassVar[str] = "capture"
         class_version: ClassVar[int] = 2
 
@@ -216,7 +234,7 @@ class Account(Aggregate):
         entry_type: ClassVar[str] = "expire"
 
         def apply_to(self, account: Account) -> None:
-            account.lots[self.lot_id]["remaining"] += self.amount
+            account.lots[self.lot_id].remaining += self.amount
             account.totals["expired"] += -self.amount
             account.drop_empty_lots()
 
@@ -246,7 +264,7 @@ class Account(Aggregate):
         self.account_id = account_id
         self.metadata = metadata
         self.lots: dict[str, Lot] = {}
-        self.holds: dict[str, dict[str, Any]] = {}
+        self.holds: dict[str, ActiveHold] = {}
         self.totals: dict[str, int] = dict.fromkeys(TOTAL_NAMES, 0)
         self.lot_seq = 0
 
@@ -267,11 +285,11 @@ class Account(Aggregate):
 
     @property
     def balance(self) -> int:
-        return sum(lot["remaining"] for lot in self.lots.values())
+        return sum(lot.remaining for lot in self.lots.values())
 
     @property
     def held(self) -> int:
-        return sum(hold["amount"] for hold in self.holds.values())
+        return sum(hold.amount for hold in self.holds.values())
 
     @property
     def available(self) -> int:
@@ -287,41 +305,39 @@ class Account(Aggregate):
         self, lot_id: str, source: str, amount: int, expires_at: datetime | None, priority: int
     ) -> None:
         self.lot_seq += 1
-        self.lots[lot_id] = {
-            "lot_id": lot_id,
-            "source": source,
-            "remaining": amount,
-            "held": 0,
-            "expires_at": expires_at,
-            "priority": priority,
-            "seq": self.lot_seq,
-        }
+        self.lots[lot_id] = Lot(
+            lot_id=lot_id,
+            source=source,
+            remaining=amount,
+            held=0,
+            expires_at=expires_at,
+            priority=priority,
+            seq=self.lot_seq,
+        )
 
-    def drawn_lots(self, draws: list[Draw]) -> dict[str, dict[str, Any]]:
+    def drawn_lots(self, draws: list[Draw]) -> dict[str, LotTerms]:
         """Source, expiry and priority of the lots the draws take from, as they are now."""
-        info = {}
+        terms = {}
         for draw in draws:
-            lot = self.lots.get(draw["lot_id"])
+            lot = self.lots.get(draw.lot_id)
             if lot is not None:
-                info[draw["lot_id"]] = {
-                    "source": lot["source"],
-                    "expires_at": lot["expires_at"],
-                    "priority": lot["priority"],
-                }
-        return info
+                terms[draw.lot_id] = LotTerms(
+                    source=lot.source, expires_at=lot.expires_at, priority=lot.priority
+                )
+        return terms
 
     def repay_debt(self, amount: int) -> None:
         if amount:
-            self.lots[OVERDRAFT_LOT_ID]["remaining"] += amount
+            self.lots[OVERDRAFT_LOT_ID].remaining += amount
             self.drop_empty_lots()
 
     def take_draws(self, draws: list[Draw]) -> None:
         for draw in draws:
-            self.lot_for(draw["lot_id"])["remaining"] -= draw["amount"]
+            self.lot_for(draw.lot_id).remaining -= draw.amount
         self.drop_empty_lots()
 
     def drop_empty_lots(self) -> None:
-        empty = [k for k, lot in self.lots.items() if lot["remaining"] == 0 and lot["held"] == 0]
+        empty = [k for k, lot in self.lots.items() if lot.remaining == 0 and lot.held == 0]
         for lot_id in empty:
             del self.lots[lot_id]
 
@@ -363,6 +379,12 @@ class Account(Aggregate):
                 available=available,
             )
 
+    def _check_lot_room(self, new_lots: int) -> None:
+        if new_lots and len(self.lots) + new_lots > LOTS_PER_ACCOUNT_MAX:
+            raise LimitExceededError(
+                f"an account may hold at most {LOTS_PER_ACCOUNT_MAX} open lots"
+            )
+
     def _common(self, amount: int, held_change: int = 0) -> dict[str, Any]:
         return {
             "tenant_id": self.tenant_id,
@@ -372,14 +394,11 @@ class Account(Aggregate):
             "held": self.held + held_change,
         }
 
-    def _new_lot_fields(self, amount: int) -> tuple[int, int]:
-        """(debt repaid, lot credits) of adding `amount`; refuses a lot past the bound."""
+    def _debt_repaid(self, amount: int) -> int:
+        """The debt adding `amount` repays first; refuses a new lot past the bound."""
         debt_repaid = min(amount, debt_of(self.lots))
-        if amount > debt_repaid and len(self.lots) >= LOTS_PER_ACCOUNT_MAX:
-            raise LimitExceededError(
-                f"an account may hold at most {LOTS_PER_ACCOUNT_MAX} open lots"
-            )
-        return debt_repaid, amount - debt_repaid
+        self._check_lot_room(1 if amount > debt_repaid else 0)
+        return debt_repaid
 
     def grant(
         self,
@@ -392,7 +411,6 @@ class Account(Aggregate):
         metadata: dict[str, Any],
     ) -> None:
         self._check_room(amount)
-        debt_repaid, _ = self._new_lot_fields(amount)
         self._trigger(
             self.CreditsGranted,
             **self._common(amount),
@@ -400,7 +418,7 @@ class Account(Aggregate):
             source="grant",
             expires_at=expires_at,
             priority=priority,
-            debt_repaid=debt_repaid,
+            debt_repaid=self._debt_repaid(amount),
             reason=reason,
             metadata=metadata,
         )
@@ -417,7 +435,6 @@ class Account(Aggregate):
         metadata: dict[str, Any],
     ) -> None:
         self._check_room(amount)
-        debt_repaid, _ = self._new_lot_fields(amount)
         self._trigger(
             self.CreditsPurchased,
             **self._common(amount),
@@ -425,7 +442,7 @@ class Account(Aggregate):
             source="purchase",
             expires_at=expires_at,
             priority=priority,
-            debt_repaid=debt_repaid,
+            debt_repaid=self._debt_repaid(amount),
             payment_ref=payment_ref,
             price=price,
             metadata=metadata,
@@ -468,51 +485,17 @@ class Account(Aggregate):
         operation: str,
         amount: int,
         reason: str,
-        returnable: list[dict[str, Any]],
+        returnable: list[ReturnableDraw],
         refund_lot_id: str,
         now: datetime,
-    ) -> list[dict[str, Any]]:
+    ) -> list[Restore]:
         """Gives `amount` back: first paying down debt, then to the lots the consumption drew
         from (last drawn first) while they have not expired, the rest into a new `refund` lot.
-
-        `returnable` lists the consumption's draws still refundable, in draw order, each
-        {"lot_id", "amount", "expires_at", "priority", "source"}.
-        """
+        `returnable` lists the consumption's draws still refundable, in draw order."""
         self._check_room(amount)
         debt_repaid = min(amount, debt_of(self.lots))
-        left = amount - debt_repaid
-        restores: list[dict[str, Any]] = []
-        for draw in reversed(returnable):
-            if left == 0:
-                break
-            if draw["lot_id"] == OVERDRAFT_LOT_ID:
-                continue
-            expires_at = draw["expires_at"]
-            if expires_at is not None and expires_at <= now:
-                continue
-            give = min(left, draw["amount"])
-            restore: dict[str, Any] = {"lot_id": draw["lot_id"], "amount": give}
-            if draw["lot_id"] not in self.lots:
-                restore["lot"] = {
-                    "source": draw["source"],
-                    "expires_at": expires_at,
-                    "priority": draw["priority"],
-                }
-            restores.append(restore)
-            left -= give
-        if left > 0:
-            restores.append(
-                {
-                    "lot_id": refund_lot_id,
-                    "amount": left,
-                    "lot": {"source": "refund", "expires_at": None, "priority": 100},
-                }
-            )
-        new_lots = sum(1 for r in restores if "lot" in r)
-        if len(self.lots) + new_lots > LOTS_PER_ACCOUNT_MAX:
-            raise LimitExceededError(
-                f"an account may hold at most {LOTS_PER_ACCOUNT_MAX} open lots"
-            )
+        restores = plan_restores(self.lots, returnable, amount - debt_repaid, refund_lot_id, now)
+        self._check_lot_room(sum(1 for restore in restores if restore.lot is not None))
         self._trigger(
             self.CreditsRefunded,
             **self._common(amount),
@@ -539,7 +522,6 @@ class Account(Aggregate):
                 f"an account may have at most {ACTIVE_HOLDS_PER_ACCOUNT_MAX} active holds"
             )
         self._check_can_take(amount, overdraft_limit)
-        reservations = plan_draws(self.lots, amount)
         self._trigger(
             self.HoldPlaced,
             **self._common(0, held_change=amount),
@@ -548,10 +530,10 @@ class Account(Aggregate):
             hold_amount=amount,
             expires_at=expires_at,
             metadata=metadata,
-            reservations=reservations,
+            reservations=plan_draws(self.lots, amount),
         )
 
-    def active_hold(self, hold_id: str) -> dict[str, Any]:
+    def active_hold(self, hold_id: str) -> ActiveHold:
         hold = self.holds.get(hold_id)
         if hold is None:
             raise HoldNotActiveError(f"hold {hold_id} is not active")
@@ -559,27 +541,16 @@ class Account(Aggregate):
 
     def capture_hold(self, *, hold_id: str, amount: int, consumption_id: str) -> None:
         hold = self.active_hold(hold_id)
-        if amount > hold["amount"]:
-            raise HoldNotActiveError(f"capture of {amount} exceeds the {hold['amount']} held")
-        order = {lot["lot_id"]: index for index, lot in enumerate(lots_in_burn_order(self.lots))}
-        reservations = sorted(
-            hold["reservations"], key=lambda r: order.get(r["lot_id"], len(order))
-        )
-        draws: list[Draw] = []
-        left = amount
-        for reservation in reservations:
-            if left == 0:
-                break
-            take = min(left, reservation["amount"])
-            draws.append({"lot_id": reservation["lot_id"], "amount": take})
-            left -= take
+        if amount > hold.amount:
+            raise HoldNotActiveError(f"capture of {amount} exceeds the {hold.amount} held")
+        draws = plan_capture(self.lots, hold.reservations, amount)
         self._trigger(
             self.HoldCaptured,
-            **self._common(-amount, held_change=-hold["amount"]),
+            **self._common(-amount, held_change=-hold.amount),
             hold_id=hold_id,
-            hold_amount=hold["amount"],
+            hold_amount=hold.amount,
             consumption_id=consumption_id,
-            operation=hold["operation"],
+            operation=hold.operation,
             draws=draws,
             drawn_lots=self.drawn_lots(draws),
         )
@@ -588,15 +559,15 @@ class Account(Aggregate):
         hold = self.active_hold(hold_id)
         self._trigger(
             self.HoldReleased,
-            **self._common(0, held_change=-hold["amount"]),
+            **self._common(0, held_change=-hold.amount),
             hold_id=hold_id,
-            hold_amount=hold["amount"],
+            hold_amount=hold.amount,
         )
 
     def adjust(self, *, amount: int, reason: str, lot_id: str, overdraft_limit: int) -> None:
         if amount > 0:
             self._check_room(amount)
-            debt_repaid, _ = self._new_lot_fields(amount)
+            debt_repaid = self._debt_repaid(amount)
             draws: list[Draw] = []
             new_lot_id: str | None = lot_id if amount > debt_repaid else None
         else:
@@ -616,25 +587,25 @@ class Account(Aggregate):
 
         Returns the ids of the holds that expired (their records must be told too).
         """
-        expired_holds = [h for h in self.holds.values() if h["expires_at"] <= now]
-        for hold in sorted(expired_holds, key=lambda h: (h["expires_at"], h["hold_id"])):
+        expired_holds = [h for h in self.holds.values() if h.expires_at <= now]
+        for hold in sorted(expired_holds, key=lambda h: (h.expires_at, h.hold_id)):
             self._trigger(
                 self.HoldExpired,
-                **self._common(0, held_change=-hold["amount"]),
-                hold_id=hold["hold_id"],
-                hold_amount=hold["amount"],
+                **self._common(0, held_change=-hold.amount),
+                hold_id=hold.hold_id,
+                hold_amount=hold.amount,
             )
         # Only the lots past their expiry are put in burn-down order (a sweep runs before every
         # command, and usually finds none).
         due = [
             lot
             for lot in self.lots.values()
-            if lot["expires_at"] is not None
-            and lot["expires_at"] <= now
-            and lot["lot_id"] != OVERDRAFT_LOT_ID
+            if lot.expires_at is not None
+            and lot.expires_at <= now
+            and lot.lot_id != OVERDRAFT_LOT_ID
         ]
         for lot in sorted(due, key=burn_order_key):
-            unheld = lot["remaining"] - lot["held"]
+            unheld = lot.remaining - lot.held
             if unheld > 0:
-                self._trigger(self.LotExpired, **self._common(-unheld), lot_id=lot["lot_id"])
-        return [hold["hold_id"] for hold in expired_holds]
+                self._trigger(self.LotExpired, **self._common(-unheld), lot_id=lot.lot_id)
+        return [hold.hold_id for hold in expired_holds]

@@ -1,4 +1,5 @@
-"""What commands answer: entries and views, as msgspec structs (the API sends them as they are).
+"""What account commands answer: entries and views, as msgspec structs (the API sends them
+as they are).
 
 `position` is the entry's place in the whole ledger (the event store's notification id); the
 writer fills it in after the commit, since only the database knows it.
@@ -14,9 +15,8 @@ from typing import Any
 import msgspec
 
 from ledger.accounts.account import Account
-from ledger.accounts.records import HoldRecord
+from ledger.accounts.holds import HoldRecord
 from ledger.ids import entry_id
-from ledger.tenants.tenant import Tenant
 
 
 class Entry(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -87,37 +87,6 @@ class HoldView(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     position: int = 0
 
 
-class ApiKeyView(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    key_id: str
-    name: str
-    scopes: list[str]
-    key_prefix: str
-    created_at: datetime
-    expires_at: datetime | None = None
-    revoked_at: datetime | None = None
-    last_used_at: datetime | None = None
-    key: str | None = None  # the secret: present only in the answer that created it
-
-
-class TenantView(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    tenant_id: str
-    name: str
-    settings: dict[str, Any]
-    version: int
-    created_at: datetime
-    updated_at: datetime
-    api_key: ApiKeyView | None = None  # the first key, in the answer that created the tenant
-
-
-RESULT_TYPES: dict[str, type[msgspec.Struct]] = {
-    "entry": Entry,
-    "account": AccountView,
-    "hold": HoldView,
-    "tenant": TenantView,
-    "api_key": ApiKeyView,
-}
-RESULT_NAMES: dict[type[msgspec.Struct], str] = {cls: name for name, cls in RESULT_TYPES.items()}
-
 # The optional fields an entry takes from its event, when the event's class has them.
 ENTRY_FIELDS = (
     "operation",
@@ -166,7 +135,7 @@ def entry_from_event(event: Account.Event | Account.Opened, position: int = 0) -
 
 
 def account_view(account: Account) -> AccountView:
-    lots = sorted(account.lots.values(), key=lambda lot: lot["seq"])
+    lots = sorted(account.lots.values(), key=lambda lot: lot.seq)
     return AccountView(
         account_id=account.account_id,
         balance=account.balance,
@@ -178,12 +147,12 @@ def account_view(account: Account) -> AccountView:
         metadata=account.metadata,
         lots=[
             LotView(
-                lot_id=lot["lot_id"],
-                source=lot["source"],
-                remaining=lot["remaining"],
-                expires_at=lot["expires_at"],
-                priority=lot["priority"],
-                held=lot["held"],
+                lot_id=lot.lot_id,
+                source=lot.source,
+                remaining=lot.remaining,
+                expires_at=lot.expires_at,
+                priority=lot.priority,
+                held=lot.held,
             )
             for lot in lots
         ],
@@ -201,30 +170,4 @@ def hold_view(record: HoldRecord) -> HoldView:
         expires_at=record.expires_at,
         created_at=record.created_on,
         captured=record.captured,
-    )
-
-
-def api_key_view(api_key: dict[str, Any], key: str | None = None) -> ApiKeyView:
-    return ApiKeyView(
-        key_id=api_key["key_id"],
-        name=api_key["name"],
-        scopes=list(api_key["scopes"]),
-        key_prefix=api_key["key_prefix"],
-        created_at=api_key["created_at"],
-        expires_at=api_key["expires_at"],
-        revoked_at=api_key["revoked_at"],
-        last_used_at=api_key.get("last_used_at"),
-        key=key,
-    )
-
-
-def tenant_view(tenant: Tenant, api_key: ApiKeyView | None = None) -> TenantView:
-    return TenantView(
-        tenant_id=tenant.tenant_id,
-        name=tenant.name,
-        settings=tenant.settings,
-        version=tenant.version,
-        created_at=tenant.created_on,
-        updated_at=tenant.modified_on,
-        api_key=api_key,
     )

@@ -1,36 +1,28 @@
-"""The Ledger application: the event store on PostgreSQL, its mapper and its snapshot store.
+"""The Ledger application: the event store on PostgreSQL and its snapshot store.
 
 Configuration is passed in (a database URL and a schema); the library's habit of reading
-os.environ is switched off, so settings are read once, by api/.
+os.environ is switched off, so settings are read once, by api/settings.py. Stored events
+are encoded and decoded by ledger/store/transcoder.py.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 from uuid import UUID
 
-import msgspec
 import psycopg
 from eventsourcing.application import Application
 from eventsourcing.domain import Snapshot
-from eventsourcing.persistence import (
-    DatetimeAsISO,
-    DecimalAsStr,
-    JSONTranscoder,
-    Mapper,
-    StoredEvent,
-    Transcoding,
-    UUIDAsHex,
-)
+from eventsourcing.persistence import Mapper
 from eventsourcing.utils import Environment, get_topic
 
-from ledger.accounts.records import StoredResult
 from ledger.errors import InvalidCommandError
 from ledger.store.recorder import EventColumns, StoredRow
+from ledger.store.stored_results import StoredResult
+from ledger.store.transcoder import LedgerMapper, new_mapper
 
 # psycopg connections the writer's thread and the snapshot/lookup calls may hold at once.
 STORE_POOL_SIZE = 4
@@ -74,100 +66,6 @@ def postgres_env(
     }
 
 
-# Values msgspec writes exactly as the library's json encoder does. A float is not among them
-# (msgspec writes NaN as null): a state with one is written by the library's encoder.
-_PLAIN_TYPES = frozenset({str, int, bool, type(None)})
-_state_encoder = msgspec.json.Encoder()
-# Stored in their own columns, not in the state.
-_ID_KEYS = frozenset({"originator_id", "originator_version"})
-
-
-class _UnusualValueError(Exception):
-    """A value the fast path leaves to the library's encoder."""
-
-
-class LedgerTranscoder(JSONTranscoder):
-    """The library's JSON format, written by msgspec: the library's `JSONTranscoder` reads it
-    back to the same objects, and reads what earlier versions wrote.
-
-    The library's encoder spent about 30 µs of a consume's CPU on this machine in json's
-    encoder and one Python `default` call per datetime (docs/BENCHMARKS.md). Here a walk of the
-    state wraps each UUID, Decimal and datetime as the library does,
-    `{"_type_": "datetime_iso", "_data_": "<isoformat>"}`, and msgspec writes the result. A state
-    holding anything else (a float, a key that is not a string, a subclass of a plain type)
-    goes to the library's encoder whole, so what is written never differs in meaning.
-    Decoding is the library's.
-    """
-
-    def register(self, transcoding: Transcoding) -> None:
-        if transcoding.type is datetime and not isinstance(transcoding, DatetimeAsISO):
-            raise TypeError("_tagged writes datetimes as DatetimeAsISO does")
-        super().register(transcoding)
-
-    def encode(self, obj: Any) -> bytes:
-        try:
-            return _state_encoder.encode(self._tagged(obj))
-        except (_UnusualValueError, msgspec.EncodeError, UnicodeEncodeError):
-            return super().encode(obj)
-
-    def encode_event(self, attributes: dict[str, Any], class_version: int) -> bytes:
-        """`encode` of an event's state: its attributes but id and version, and its class
-        version when above 1."""
-        state = {key: value for key, value in attributes.items() if key not in _ID_KEYS}
-        if class_version > 1:
-            state["class_version"] = class_version
-        return self.encode(state)
-
-    def _tagged(self, value: Any) -> Any:
-        kind = type(value)
-        if kind is dict:
-            tagged = {}
-            for key, item in value.items():
-                if type(key) is not str:
-                    raise _UnusualValueError
-                item_kind = type(item)
-                if item_kind in _PLAIN_TYPES:
-                    tagged[key] = item
-                elif item_kind is datetime:  # every event has one: spare it a call
-                    tagged[key] = {"_type_": "datetime_iso", "_data_": item.isoformat()}
-                else:
-                    tagged[key] = self._tagged(item)
-            return tagged
-        if kind is list or kind is tuple:
-            return [item if type(item) in _PLAIN_TYPES else self._tagged(item) for item in value]
-        if kind in _PLAIN_TYPES:
-            return value
-        transcoding = self.types.get(kind)
-        if transcoding is None:
-            raise _UnusualValueError
-        return {"_type_": transcoding.name, "_data_": self._tagged(transcoding.encode(value))}
-
-
-class LedgerMapper(Mapper[UUID]):
-    """The library's mapper, with the event's state taken in one pass."""
-
-    def to_stored_event(self, domain_event: Any) -> StoredEvent:
-        state = vars(domain_event)
-        return StoredEvent(
-            originator_id=state["originator_id"],
-            originator_version=state["originator_version"],
-            topic=get_topic(type(domain_event)),
-            state=self.encode_state(domain_event),
-        )
-
-    def encode_state(self, domain_event: Any) -> bytes:
-        """The stored state of an event: its attributes but its id and version, as JSON."""
-        class_version = getattr(type(domain_event), "class_version", 1)
-        transcoder = self.transcoder
-        assert isinstance(transcoder, LedgerTranscoder)  # new_mapper() builds every one
-        stored = transcoder.encode_event(vars(domain_event), class_version)
-        if self.compressor:
-            stored = self.compressor.compress(stored)
-        if self.cipher:
-            stored = self.cipher.encrypt(stored)
-        return stored
-
-
 @contextlib.contextmanager
 def store_ddl_lock(
     database_url: str, schema: str, connect_timeout_s: int = STORE_CONNECT_TIMEOUT_S
@@ -179,19 +77,6 @@ def store_ddl_lock(
     with psycopg.connect(database_url, connect_timeout=connect_timeout_s, autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (STORE_DDL_LOCK_CLASS, schema))
         yield  # the lock ends with the session
-
-
-def new_transcoder() -> LedgerTranscoder:
-    transcoder = LedgerTranscoder()
-    transcoder.register(UUIDAsHex())
-    transcoder.register(DecimalAsStr())
-    transcoder.register(DatetimeAsISO())
-    return transcoder
-
-
-def new_mapper() -> Mapper[UUID]:
-    """The mapper of the Ledger's events, built without a database (followers, auditors)."""
-    return LedgerMapper(transcoder=new_transcoder())
 
 
 class Ledger(Application[UUID]):

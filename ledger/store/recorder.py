@@ -32,7 +32,7 @@ _RESULT_ARRAYS = (
 
 
 class StoredRow(NamedTuple):
-    """One stored result as the table holds it (ledger.accounts.records.StoredResult is the domain's)."""
+    """One stored result as the table holds it (ledger.store.stored_results.StoredResult is the domain's)."""
 
     id: UUID
     fingerprint: str

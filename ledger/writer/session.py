@@ -1,7 +1,7 @@
-"""The writer's unit of work for one batch, and the cache of aggregates batches share.
+"""The writer's unit of work for one batch (ledger.unit_of_work.UnitOfWork).
 
 A `BatchSession` holds what one batch read or changed, to be saved together. While the batch
-before it commits, a batch is applied on top of it (ledger/writer.py): the session then looks
+before it commits, a batch is applied on top of it (ledger/writer/writer.py): the session then looks
 through `behind`, the session of the batch still committing, before the cache, the store or
 what its prefetch found absent, so it sees that batch's accounts, new accounts and answers as
 that batch left them. If that batch does not commit, this one is thrown away and run again.
@@ -10,7 +10,6 @@ that batch left them. If that batch does not commit, this one is thrown away and
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, TypeVar
@@ -18,69 +17,22 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
 
-from ledger import commands as c
 from ledger import ids
-from ledger.accounts.account import Account
-from ledger.accounts.records import StoredResult
+from ledger.commands import Envelope
 from ledger.ids import tenant_aggregate_id
+from ledger.outcome import Outcome
 from ledger.store.application import Ledger
 from ledger.store.recorder import StoredRow
-from ledger.tenants.tenant import ApiKeyIndex, Tenant
+from ledger.store.stored_results import StoredResult
+from ledger.tenants.tenant import Tenant
+from ledger.writer.answers import Answers
+from ledger.writer.cache import AggregateCache
 
 T = TypeVar("T")
 
-# Consumption and hold records kept in memory: most are never read again.
-RECORDS_CACHE_SIZE_MAX = 20_000
 # Tenant settings (overdraft limit, rates) are re-read at least this often, so a change made
 # through another replica applies within this time.
 TENANT_CACHE_TTL_S = 1.0
-
-
-class LRU:
-    """A bounded least-recently-used map of aggregates by id, with each one's load time."""
-
-    def __init__(self, size_max: int) -> None:
-        self.size_max = size_max
-        self.items: OrderedDict[UUID, tuple[Any, float]] = OrderedDict()
-
-    def get(self, aggregate_id: UUID) -> tuple[Any, float] | None:
-        item = self.items.get(aggregate_id)
-        if item is not None:
-            self.items.move_to_end(aggregate_id)
-        return item
-
-    def put(self, aggregate: Any, loaded_at: float) -> None:
-        self.items[aggregate.id] = (aggregate, loaded_at)
-        self.items.move_to_end(aggregate.id)
-        while len(self.items) > self.size_max:
-            self.items.popitem(last=False)
-
-
-class AggregateCache:
-    """Accounts and tenants in one bounded LRU; the records of refunded consumptions and of
-    holds in a smaller one, so a stream of new holds never pushes accounts out."""
-
-    def __init__(self, size_max: int, records_size_max: int = RECORDS_CACHE_SIZE_MAX) -> None:
-        self._main = LRU(size_max)
-        self._records = LRU(records_size_max)
-
-    def __len__(self) -> int:
-        return len(self._main.items) + len(self._records.items)
-
-    def get(self, aggregate_id: UUID) -> tuple[Any, float] | None:
-        return self._main.get(aggregate_id) or self._records.get(aggregate_id)
-
-    def put(self, aggregate: Any, loaded_at: float) -> None:
-        lru = self._main if isinstance(aggregate, Account | Tenant | ApiKeyIndex) else self._records
-        lru.put(aggregate, loaded_at)
-
-    def evict(self, aggregate_id: UUID) -> None:
-        self._main.items.pop(aggregate_id, None)
-        self._records.items.pop(aggregate_id, None)
-
-    def clear(self) -> None:
-        self._main.items.clear()
-        self._records.items.clear()
 
 
 class BatchSession:
@@ -90,11 +42,13 @@ class BatchSession:
         self,
         ledger: Ledger,
         cache: AggregateCache,
+        answers: Answers,
         now: datetime,
         behind: BatchSession | None = None,
     ) -> None:
         self.ledger = ledger
         self.cache = cache
+        self.answers = answers
         self.now = now
         # The batch still committing that this one is applied on top of (None: none is).
         self.behind = behind
@@ -116,25 +70,30 @@ class BatchSession:
         self.command_seen: dict[UUID, int] = {}
         self.work_seen: dict[UUID, int] = {}
 
-    def prefetch(self, commands: Iterable[c.Command]) -> None:
+    def prefetch(self, envelopes: Iterable[Envelope[Any]]) -> None:
         """One query finds the batch's idempotency keys and payment refs that have answers, and
         one which accounts to be opened exist, so each new one costs no lookup of its own (the
         usual case: every request a new key, every account opened a new one)."""
         candidates = set()
         opening = set()
-        for command in commands:
-            if isinstance(command, c.OpenAccount):
-                account_uuid = ids.account_aggregate_id(command.tenant_id, command.account_id)
-                if self._behind_touched(account_uuid) is None and (
-                    self.cache.get(account_uuid) is None
+        registry = self.answers.registry
+        for envelope in envelopes:
+            command = envelope.command
+            spec = registry.spec_of(command)
+            if spec.creates is not None:
+                created = spec.creates(envelope)
+                if (
+                    created is not None
+                    and self._behind_touched(created) is None
+                    and (self.cache.get(created) is None)
                 ):
-                    opening.add(account_uuid)
+                    opening.add(created)
             if command.idempotency_key is not None:
                 candidates.add(
-                    ids.aggregate_id(command.tenant_id, "idempotency", command.idempotency_key)
+                    ids.aggregate_id(envelope.tenant_id, "idempotency", command.idempotency_key)
                 )
-            if isinstance(command, c.PurchaseCredits):
-                candidates.add(ids.aggregate_id(command.tenant_id, "payment", command.payment_ref))
+            if spec.result_keys is not None:
+                candidates.update(spec.result_keys(envelope))
         if candidates:
             self.found_results = self.ledger.stored_results(candidates)
             self.absent_results = candidates - self.found_results.keys()
@@ -154,9 +113,13 @@ class BatchSession:
                 self.found_results[result_id] = stored
         return stored
 
-    def add_result(self, result: StoredResult) -> None:
+    def remember(self, kind: str, key: str, envelope: Envelope[Any], outcome: Outcome) -> None:
+        result = self.answers.stored(kind, key, envelope, outcome)
         self.results[result.id] = result
         self.work_results.append(result.id)
+
+    def replay(self, stored: StoredResult) -> Outcome:
+        return self.answers.replay(stored)
 
     def account_event(self, account_uuid: UUID, version: int) -> Any:
         """One stored event of an account (a refund's consumption), read by its key."""

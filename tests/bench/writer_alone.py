@@ -18,9 +18,9 @@ import sys
 import time
 
 from api.roles.garbage_collector import tune_collector
-from ledger import commands as c
 from ledger.store.application import Ledger
 from ledger.writer.writer import Writer
+from tests import envelopes as c
 
 TENANT = f"writer-{secrets.token_hex(4)}"  # a tenant of its own per run
 ACCOUNTS = 10_000

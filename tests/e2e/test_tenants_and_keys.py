@@ -11,7 +11,7 @@ from litestar.testing import AsyncTestClient
 
 from api.http.app import create_app
 from api.settings import Settings
-from ledger.tenants.tenant import hash_api_key
+from ledger.tenants.api_keys import hash_api_key
 from tests.e2e.conftest import ADMIN, new_tenant, open_account
 
 Client = AsyncTestClient[Any]

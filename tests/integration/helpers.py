@@ -9,10 +9,10 @@ from typing import Any
 
 import psycopg
 
-from ledger import commands as c
 from ledger.ids import account_aggregate_id
 from ledger.store.application import Ledger
 from ledger.writer.writer import Writer
+from tests import envelopes as c
 
 
 @contextlib.asynccontextmanager

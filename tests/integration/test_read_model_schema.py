@@ -10,7 +10,7 @@ import asyncpg
 from api.roles.database import ensure_schema
 from api.roles.runtime import relay_connector
 from events.relay import Relay
-from ledger.store.application import new_mapper
+from ledger.store.transcoder import new_mapper
 from projections.follower import Follower
 from projections.schema import TABLES
 

@@ -7,10 +7,10 @@ import asyncio
 
 import pytest
 
-from ledger import commands as c
 from ledger.errors import ConsumptionNotFoundError, RefundExceedsRefundableError
 from ledger.store.application import Ledger
 from ledger.writer.writer import Writer
+from tests import envelopes as c
 from tests.integration.helpers import balance, open_funded, running_writer
 
 T = "refunds"

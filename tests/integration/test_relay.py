@@ -18,9 +18,10 @@ from api.roles.runtime import relay_connector
 from events.publisher import AckedPublisher, PublishError
 from events.relay import Relay
 from events.subjects import account_token
-from ledger import commands as c
-from ledger.store.application import Ledger, new_mapper
+from ledger.store.application import Ledger
+from ledger.store.transcoder import new_mapper
 from ledger.writer.writer import Writer
+from tests import envelopes as c
 from tests.conftest import TEST_DATA_DIR
 from tests.integration.helpers import commit_during_a_read, open_funded
 from tests.nats_server import NatsServer

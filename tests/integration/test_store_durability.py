@@ -8,12 +8,12 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from ledger import commands as c
 from ledger.errors import UnavailableError
 from ledger.ids import account_aggregate_id
 from ledger.limits import SNAPSHOT_INTERVAL
 from ledger.store.application import Ledger
 from ledger.writer.writer import Writer
+from tests import envelopes as c
 from tests.integration.helpers import balance, open_funded
 from tests.integration.proxy import Proxy
 

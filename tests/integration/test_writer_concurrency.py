@@ -9,7 +9,6 @@ import random
 import psycopg
 import pytest
 
-from ledger import commands as c
 from ledger.errors import (
     AtomicBatchFailedError,
     IdempotencyKeyReusedError,
@@ -18,6 +17,7 @@ from ledger.errors import (
 )
 from ledger.store.application import Ledger
 from ledger.writer.writer import Writer
+from tests import envelopes as c
 from tests.integration.helpers import balance, open_funded, running_writer, stored_event_count
 
 T = "load"

@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 from eventsourcing.persistence import OperationalError
 
-from ledger import commands as c
 from ledger.errors import UnavailableError
 from ledger.store.application import Ledger
 from ledger.writer import writer as writer_module
 from ledger.writer.session import BatchSession
 from ledger.writer.writer import Writer
+from tests import envelopes as c
 from tests.integration.helpers import balance, open_funded, running_writer, stored_event_count
 
 T = "pipeline"

@@ -16,16 +16,16 @@ import pytest
 
 from api.roles.supervisor import child_environ
 from api.roles.writer_process import WriterProcess
-from ledger import commands as c
-from ledger.accounts.handlers import Outcome
 from ledger.errors import (
     AtomicBatchFailedError,
     InsufficientCreditsError,
     InvalidCommandError,
     UnavailableError,
 )
+from ledger.outcome import Outcome
 from ledger.store.application import Ledger
 from ledger.writer.writer import Writer
+from tests import envelopes as c
 from tests.integration.helpers import balance, open_funded
 
 T = "acme"

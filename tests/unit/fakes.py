@@ -7,15 +7,18 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
-from ledger import commands as c
-from ledger.accounts.handlers import Outcome, execute
-from ledger.accounts.records import StoredResult
+from ledger.areas import REGISTRY
+from ledger.commands import Envelope, validate
 from ledger.ids import tenant_aggregate_id
+from ledger.outcome import Outcome
+from ledger.store.stored_results import StoredResult
 from ledger.tenants.tenant import Tenant
+from ledger.writer.answers import Answers
 
 T = TypeVar("T")
 
 START = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
+ANSWERS = Answers(REGISTRY)
 
 
 class InMemorySession:
@@ -47,8 +50,12 @@ class InMemorySession:
     def result(self, result_id: UUID) -> StoredResult | None:
         return self.results.get(result_id) or self.stored_results.get(result_id)
 
-    def add_result(self, result: StoredResult) -> None:
+    def remember(self, kind: str, key: str, envelope: Envelope[Any], outcome: Outcome) -> None:
+        result = ANSWERS.stored(kind, key, envelope, outcome)
         self.results[result.id] = result
+
+    def replay(self, stored: StoredResult) -> Outcome:
+        return ANSWERS.replay(stored)
 
     def account_event(self, account_uuid: UUID, version: int) -> Any:
         return next(
@@ -76,10 +83,10 @@ class InMemoryLedger:
         self.events: list[Any] = []
         self.now = now
 
-    def run(self, command: c.Command) -> Outcome:
-        c.check(command, self.now)
+    def run(self, envelope: Envelope[Any]) -> Outcome:
+        validate(envelope, self.now)
         session = InMemorySession(self.store, self.results, self.events, self.now)
-        outcome = execute(command, session)
+        outcome = ANSWERS.execute(envelope, session)
         for aggregate in session.touched.values():
             self.events.extend(aggregate.collect_events())
             self.store[aggregate.id] = aggregate

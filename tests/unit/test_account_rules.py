@@ -6,7 +6,6 @@ from datetime import timedelta
 
 import pytest
 
-from ledger import commands as c
 from ledger.accounts.account import Account
 from ledger.accounts.lots import OVERDRAFT_LOT_ID
 from ledger.errors import (
@@ -24,6 +23,7 @@ from ledger.errors import (
 )
 from ledger.ids import account_aggregate_id
 from ledger.limits import LOTS_PER_ACCOUNT_MAX
+from tests import envelopes as c
 from tests.unit.fakes import START, InMemoryLedger
 
 T = "acme"
@@ -69,7 +69,7 @@ def test_opening_grants_the_signup_bonus_exactly_once() -> None:
 def test_a_signup_bonus_can_expire_after_the_tenants_days() -> None:
     ledger = make_ledger(signup_bonus=50, signup_bonus_expires_in_days=7)
     (lot,) = account(ledger).lots.values()
-    assert lot["expires_at"] == START + timedelta(days=7)
+    assert lot.expires_at == START + timedelta(days=7)
 
 
 def test_commands_on_an_account_never_opened_are_not_found() -> None:
@@ -101,13 +101,13 @@ def test_consumption_burns_lower_priority_first_then_earliest_expiry_then_oldest
     first = grant(ledger, 10, priority=1)
     entry = consume(ledger, 35)
     events = [e for e in ledger.events if isinstance(e, Account.CreditsConsumed)]
-    assert [d["lot_id"] for d in events[-1].draws] == [
+    assert [d.lot_id for d in events[-1].draws] == [
         first.lot_id,
         soon.lot_id,
         late.lot_id,
         never.lot_id,
     ]
-    assert [d["amount"] for d in events[-1].draws] == [10, 10, 10, 5]
+    assert [d.amount for d in events[-1].draws] == [10, 10, 10, 5]
     assert entry.balance == 5
 
 
@@ -116,7 +116,7 @@ def test_two_lots_without_expiry_burn_oldest_first() -> None:
     old = grant(ledger, 10)
     grant(ledger, 10)
     consume(ledger, 4)
-    assert account(ledger).lots[old.lot_id]["remaining"] == 6
+    assert account(ledger).lots[old.lot_id].remaining == 6
 
 
 def test_consumption_beyond_available_is_refused_and_changes_nothing() -> None:
@@ -136,7 +136,7 @@ def test_the_overdraft_limit_lets_balance_go_that_far_below_zero_and_no_further(
     assert consume(ledger, 30).balance == -20
     with pytest.raises(InsufficientCreditsError):
         consume(ledger, 1)
-    assert account(ledger).lots[OVERDRAFT_LOT_ID]["remaining"] == -20
+    assert account(ledger).lots[OVERDRAFT_LOT_ID].remaining == -20
 
 
 def test_new_credits_repay_the_overdraft_first() -> None:
@@ -145,7 +145,7 @@ def test_new_credits_repay_the_overdraft_first() -> None:
     entry = grant(ledger, 40)
     assert entry.balance == 25
     assert OVERDRAFT_LOT_ID not in account(ledger).lots
-    assert account(ledger).lots[entry.lot_id]["remaining"] == 25
+    assert account(ledger).lots[entry.lot_id].remaining == 25
 
 
 def test_an_account_holds_a_bounded_number_of_lots() -> None:
@@ -196,12 +196,12 @@ def test_a_payment_ref_is_never_credited_twice() -> None:
         payment_ref="pi_1",
     )
     first = ledger.run(buy)
-    second = ledger.run(c.PurchaseCredits(**{**c.msgspec.structs.asdict(buy), "amount": 500}))  # type: ignore[attr-defined]
+    second = ledger.run(c.changed(buy, amount=500))
     assert second.replayed and second.value == first.value
     assert account(ledger).balance == 100
     ledger.run(c.OpenAccount(tenant_id=T, account_id="other"))
     with pytest.raises(PaymentAlreadyCreditedError):
-        ledger.run(c.PurchaseCredits(**{**c.msgspec.structs.asdict(buy), "account_id": "other"}))  # type: ignore[attr-defined]
+        ledger.run(c.changed(buy, account_id="other"))
 
 
 # ------------------------------------------------------------------ refunds
@@ -244,7 +244,7 @@ def test_a_refund_returns_credits_to_the_lots_they_came_from() -> None:
         )
     )
     restored = account(ledger).lots[lot.lot_id]
-    assert (restored["remaining"], restored["priority"], restored["expires_at"]) == (
+    assert (restored.remaining, restored.priority, restored.expires_at) == (
         10,
         5,
         lot.expires_at,
@@ -262,7 +262,7 @@ def test_a_refund_of_credits_whose_lot_expired_goes_into_a_refund_lot() -> None:
         )
     )
     (lot,) = account(ledger).lots.values()
-    assert (lot["source"], lot["remaining"], lot["expires_at"]) == ("refund", 10, None)
+    assert (lot.source, lot.remaining, lot.expires_at) == ("refund", 10, None)
 
 
 def test_another_accounts_consumption_cannot_be_refunded_here() -> None:
@@ -296,7 +296,7 @@ def test_a_hold_reserves_credits_from_specific_lots_and_lowers_available() -> No
     hold = place(ledger, 15)
     state = account(ledger)
     assert (state.balance, state.held, state.available) == (20, 15, 5)
-    assert state.lots[first.lot_id]["held"] == 10
+    assert state.lots[first.lot_id].held == 10
     with pytest.raises(InsufficientCreditsError):
         consume(ledger, 6)
     assert hold.status == "active"

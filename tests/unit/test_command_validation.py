@@ -7,10 +7,10 @@ from datetime import timedelta
 
 import pytest
 
-from ledger import commands as c
 from ledger.errors import InvalidCommandError
 from ledger.ids import entry_id
 from ledger.limits import AMOUNT_MAX, HOLD_EXPIRES_IN_S_MAX, METADATA_BYTES_MAX
+from tests import envelopes as c
 from tests.unit.fakes import START
 
 BASE = {"tenant_id": "acme", "account_id": "ada@example.com"}

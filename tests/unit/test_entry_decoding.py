@@ -8,7 +8,7 @@ import json
 from datetime import UTC, datetime
 from uuid import uuid4
 
-from ledger.store.application import new_mapper
+from ledger.store.transcoder import new_mapper
 from projections.entries import Changes, decode_entries, entries_of_rows
 
 

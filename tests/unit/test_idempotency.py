@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import msgspec
 import pytest
 
-from ledger import commands as c
 from ledger.errors import IdempotencyKeyReusedError, InsufficientCreditsError, InvalidCommandError
+from tests import envelopes as c
 from tests.unit.fakes import START, InMemoryLedger
 
 T = "acme"
@@ -136,5 +135,5 @@ def test_a_new_grant_with_a_key_and_a_past_expiry_is_refused_and_keeps_its_key()
     )
     with pytest.raises(InvalidCommandError, match="in the future"):
         ledger.run(late)
-    fixed = msgspec.structs.replace(late, expires_at=START + timedelta(days=1))
+    fixed = c.changed(late, expires_at=START + timedelta(days=1))
     assert not ledger.run(fixed).replayed

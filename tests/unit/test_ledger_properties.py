@@ -14,11 +14,11 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from ledger import commands as c
 from ledger.accounts.account import Account
 from ledger.accounts.lots import OVERDRAFT_LOT_ID
 from ledger.errors import LedgerError
 from ledger.ids import account_aggregate_id
+from tests import envelopes as c
 from tests.unit.fakes import InMemoryLedger
 
 T, A = "prop", "acct"
@@ -69,8 +69,8 @@ class LedgerMachine(RuleBasedStateMachine):
         self.balance -= expired - self.expired_seen
         self.expired_seen = expired
         for lot in self.account.lots.values():
-            if lot["expires_at"] is not None and lot["expires_at"] <= self.ledger.now:
-                assert lot["remaining"] == lot["held"], "expired credits left unheld"
+            if lot.expires_at is not None and lot.expires_at <= self.ledger.now:
+                assert lot.remaining == lot.held, "expired credits left unheld"
 
     # ----------------------------------------------------------------- rules
 
@@ -177,15 +177,15 @@ class LedgerMachine(RuleBasedStateMachine):
     def keeps_its_invariants(self) -> None:
         account = self.account
         lots = account.lots.values()
-        assert account.balance == sum(lot["remaining"] for lot in lots)
-        assert account.held == sum(lot["held"] for lot in lots)
+        assert account.balance == sum(lot.remaining for lot in lots)
+        assert account.held == sum(lot.held for lot in lots)
         assert account.available == account.balance - account.held
         assert account.available >= -OVERDRAFT
         for lot in lots:
-            if lot["lot_id"] == OVERDRAFT_LOT_ID:
-                assert lot["remaining"] <= 0 <= lot["held"]
+            if lot.lot_id == OVERDRAFT_LOT_ID:
+                assert lot.remaining <= 0 <= lot.held
             else:
-                assert 0 <= lot["held"] <= lot["remaining"]
+                assert 0 <= lot.held <= lot.remaining
         t = account.totals
         flow = (
             t["granted"]

@@ -20,18 +20,12 @@ from api.roles.writer_wire import (
     encode_work,
     works_message,
 )
-from ledger import commands as c
-from ledger.accounts.handlers import Outcome
-from ledger.accounts.views import (
-    AccountView,
-    ApiKeyView,
-    Entry,
-    HoldView,
-    LotView,
-    TenantView,
-    Totals,
-)
+from ledger.accounts import commands as accounts
+from ledger.accounts.views import AccountView, Entry, HoldView, LotView, Totals
 from ledger.errors import AtomicBatchFailedError, InsufficientCreditsError
+from ledger.outcome import Outcome
+from ledger.tenants.views import ApiKeyView, TenantView
+from tests import envelopes as c
 
 T, A = "acme", "ada@example.com"
 PLUS_TWO = dt.timezone(dt.timedelta(hours=2))
@@ -39,7 +33,7 @@ LATER = dt.datetime(2031, 5, 6, 7, 8, 9, 123456, tzinfo=PLUS_TWO)  # an offset, 
 NOW = dt.datetime(2026, 11, 22, 7, 0, tzinfo=dt.UTC)
 METADATA = {"plan": "pro", "big": 10**40, "ratio": 0.1, "tags": ["a", None, True], "n": {}}
 
-ONE_OF_EACH: list[c.Command] = [
+ONE_OF_EACH: list[c.Envelope[c.Command]] = [
     c.CreateTenant(
         tenant_id=T,
         name="Acme",
@@ -81,7 +75,7 @@ def body_of(message: bytes) -> bytes:
 
 def test_every_command_type_is_listed_once_and_sampled_here() -> None:
     assert len(set(COMMAND_TYPES)) == len(COMMAND_TYPES)
-    assert {type(command) for command in ONE_OF_EACH} == set(COMMAND_TYPES)
+    assert {type(envelope.command) for envelope in ONE_OF_EACH} == set(COMMAND_TYPES)
 
 
 def test_works_arrive_as_sent_with_big_integers_and_utc_offsets_kept() -> None:
@@ -91,8 +85,8 @@ def test_works_arrive_as_sent_with_big_integers_and_utc_offsets_kept() -> None:
     decoded = decode_works(body_of(message))
     assert decoded == [(token, atomic, cmds) for token, atomic, cmds in works]
     grant = decoded[5][2][0]
-    assert isinstance(grant, c.GrantCredits) and grant.expires_at is not None
-    assert grant.expires_at.utcoffset() == dt.timedelta(hours=2)  # not turned into UTC
+    assert isinstance(grant.command, accounts.GrantCredits) and grant.command.expires_at is not None
+    assert grant.command.expires_at.utcoffset() == dt.timedelta(hours=2)  # not turned into UTC
     assert c.fingerprint(grant) == c.fingerprint(ONE_OF_EACH[5])  # idempotency sees no change
 
 
@@ -145,7 +139,7 @@ def test_answers_arrive_as_sent_outcomes_atomic_lists_and_errors_with_their_fiel
         TenantView(
             tenant_id=T,
             name="Acme",
-            settings={"signup_bonus": 5},
+            settings=c.TenantSettings(signup_bonus=5),
             version=1,
             created_at=NOW,
             updated_at=NOW,
@@ -181,8 +175,10 @@ def test_answers_arrive_as_sent_outcomes_atomic_lists_and_errors_with_their_fiel
     assert decoded[9][1] == pairs[9][1]
 
 
-@pytest.mark.parametrize("command", ONE_OF_EACH, ids=lambda command: type(command).__name__)
-def test_each_command_alone_round_trips(command: c.Command) -> None:
+@pytest.mark.parametrize(
+    "command", ONE_OF_EACH, ids=lambda envelope: type(envelope.command).__name__
+)
+def test_each_command_alone_round_trips(command: c.Envelope[c.Command]) -> None:
     [(token, atomic, [got])] = decode_works(
         body_of(works_message([encode_work(7, False, [command])]))
     )

@@ -1,0 +1,186 @@
+"""Tenants and their API keys: the operator's routes (admin key) and a tenant's own keys
+(/v1/api-keys, scope keys:manage)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import msgspec
+from eventsourcing.application import AggregateNotFoundError
+from litestar import Controller, Response, delete, get, patch, post
+from litestar.params import JSONBody
+
+from api.http.body import body_of
+from api.http.command_routes import answer, refuse_key_in_body
+from api.http.dependencies import PrincipalDep, ServicesDep
+from api.http.guards import operator_key, tenant_key
+from api.http.parameters import SECURITY, KeyIdParam, TenantIdParam
+from api.http.problems import responses
+from ledger.commands import Envelope
+from ledger.errors import TenantNotFoundError
+from ledger.ids import check_tenant_id, tenant_aggregate_id
+from ledger.tenants.api_keys import KEYS_MANAGE
+from ledger.tenants.commands import (
+    CreateApiKey,
+    CreateTenant,
+    GetTenant,
+    RevokeApiKey,
+    UpdateTenant,
+)
+from ledger.tenants.settings import TenantSettings
+from ledger.tenants.tenant import Tenant
+from ledger.tenants.views import ApiKeyView, TenantView, api_key_view
+
+
+class ApiKeyList(msgspec.Struct, frozen=True, kw_only=True):
+    items: list[ApiKeyView]
+
+
+def load_tenant(services: ServicesDep, tenant_id: str) -> Tenant:
+    """Runs in a thread: the tenant as committed, straight from the store."""
+    try:
+        tenant = services.ledger.repository.get(tenant_aggregate_id(tenant_id))
+    except AggregateNotFoundError:
+        raise TenantNotFoundError(f"tenant {tenant_id} not found") from None
+    assert isinstance(tenant, Tenant)
+    return tenant
+
+
+async def list_keys(services: ServicesDep, tenant_id: str) -> ApiKeyList:
+    check_tenant_id(tenant_id)
+    tenant = await asyncio.to_thread(load_tenant, services, tenant_id)
+    last_used = await asyncio.to_thread(services.key_usage.last_used, tenant_id)
+    items = [
+        api_key_view(key, last_used_at=last_used.get(key_id))
+        for key_id, key in tenant.api_keys.items()
+    ]
+    return ApiKeyList(items=items)
+
+
+async def create_key(
+    services: ServicesDep, tenant_id: str, command: CreateApiKey, key_id: str | None
+) -> Response[Any]:
+    refuse_key_in_body(command)
+    envelope = Envelope(tenant_id=tenant_id, command=command, key_id=key_id)
+    return answer(await services.writer.submit(envelope))
+
+
+async def revoke_key(
+    services: ServicesDep, tenant_id: str, revoked: str, key_id: str | None
+) -> None:
+    command = RevokeApiKey(key_id=revoked)
+    await services.writer.submit(Envelope(tenant_id=tenant_id, command=command, key_id=key_id))
+    services.auth.forget()  # this replica at once; the others within AUTH_CACHE_TTL_S
+
+
+class TenantController(Controller):
+    """The platform operator's routes."""
+
+    path = "/v1/tenants"
+    tags = ["tenants"]
+    guards = [operator_key]
+    security = SECURITY
+
+    @post(
+        "/",
+        summary="Create a tenant and its first API key (shown once)",
+        responses=responses("forbidden", "conflict"),
+        dto=body_of(CreateTenant, excluded=("idempotency_key",)),
+        return_dto=None,
+    )
+    async def create_tenant(
+        self, services: ServicesDep, data: JSONBody[CreateTenant]
+    ) -> Response[TenantView]:
+        refuse_key_in_body(data)
+        if data.settings is None:  # what a tenant created without settings is stored with
+            data = msgspec.structs.replace(data, settings=TenantSettings())
+        return answer(
+            await services.writer.submit(Envelope(tenant_id=data.tenant_id, command=data))
+        )
+
+    @get("/{tenant_id:str}", summary="Read a tenant", responses=responses("forbidden", "not_found"))
+    async def read_tenant(self, services: ServicesDep, tenant_id: TenantIdParam) -> TenantView:
+        outcome = await services.writer.submit(Envelope(tenant_id=tenant_id, command=GetTenant()))
+        assert isinstance(outcome.value, TenantView)
+        return outcome.value
+
+    @patch(
+        "/{tenant_id:str}",
+        summary="Change a tenant's name or settings",
+        responses=responses("forbidden", "not_found", "conflict"),
+        dto=body_of(UpdateTenant, excluded=("idempotency_key",)),
+        return_dto=None,
+    )
+    async def update_tenant(
+        self, services: ServicesDep, tenant_id: TenantIdParam, data: JSONBody[UpdateTenant]
+    ) -> TenantView:
+        refuse_key_in_body(data)
+        outcome = await services.writer.submit(Envelope(tenant_id=tenant_id, command=data))
+        assert isinstance(outcome.value, TenantView)
+        return outcome.value
+
+    @post(
+        "/{tenant_id:str}/api-keys",
+        summary="Create an API key for a tenant (the secret is shown once)",
+        responses=responses("forbidden", "not_found", "conflict"),
+        dto=body_of(CreateApiKey, excluded=("idempotency_key",)),
+        return_dto=None,
+    )
+    async def create_tenant_key(
+        self, services: ServicesDep, tenant_id: TenantIdParam, data: JSONBody[CreateApiKey]
+    ) -> Response[ApiKeyView]:
+        return await create_key(services, tenant_id, data, None)
+
+    @get(
+        "/{tenant_id:str}/api-keys",
+        summary="A tenant's API keys (never the secrets)",
+        responses=responses("forbidden", "not_found"),
+    )
+    async def list_tenant_keys(self, services: ServicesDep, tenant_id: TenantIdParam) -> ApiKeyList:
+        return await list_keys(services, tenant_id)
+
+    @delete(
+        "/{tenant_id:str}/api-keys/{key_id:str}",
+        summary="Revoke an API key: 401 from then on, on every replica within 1 s",
+        responses=responses("forbidden", "not_found"),
+    )
+    async def revoke_tenant_key(
+        self, services: ServicesDep, tenant_id: TenantIdParam, key_id: KeyIdParam
+    ) -> None:
+        await revoke_key(services, tenant_id, key_id, None)
+
+
+class OwnApiKeyController(Controller):
+    """A tenant's own keys (scope keys:manage)."""
+
+    path = "/v1/api-keys"
+    tags = ["api-keys"]
+    guards = [tenant_key(KEYS_MANAGE)]
+    security = SECURITY
+
+    @post(
+        "/",
+        summary="Create an API key for the caller's tenant (scope keys:manage)",
+        responses=responses("forbidden", "conflict"),
+        dto=body_of(CreateApiKey, excluded=("idempotency_key",)),
+        return_dto=None,
+    )
+    async def create_own_key(
+        self, principal: PrincipalDep, services: ServicesDep, data: JSONBody[CreateApiKey]
+    ) -> Response[ApiKeyView]:
+        return await create_key(services, principal.tenant(), data, principal.key_id)
+
+    @get("/", summary="The caller's tenant's API keys", responses=responses("forbidden"))
+    async def list_own_keys(self, principal: PrincipalDep, services: ServicesDep) -> ApiKeyList:
+        return await list_keys(services, principal.tenant())
+
+    @delete(
+        "/{key_id:str}",
+        summary="Revoke one of the caller's tenant's API keys",
+        responses=responses("forbidden", "not_found"),
+    )
+    async def revoke_own_key(
+        self, principal: PrincipalDep, services: ServicesDep, key_id: KeyIdParam
+    ) -> None:
+        await revoke_key(services, principal.tenant(), key_id, principal.key_id)

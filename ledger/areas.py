@@ -1,0 +1,9 @@
+"""The product areas of the ledger: a new area is a folder and one line here."""
+
+from __future__ import annotations
+
+from ledger.accounts.area import AREA as ACCOUNTS
+from ledger.registry import Registry
+from ledger.tenants.area import AREA as TENANTS
+
+REGISTRY = Registry([TENANTS, ACCOUNTS])
