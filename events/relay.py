@@ -25,20 +25,13 @@ from events.contract import encode, entry_message, low_balance_message
 from events.publisher import AckedPublisher
 from events.subjects import entry_subject
 from ledger.accounts.account import Account
+from ledger.accounts.stored_entries import entries_of_rows, event_of_row
 from ledger.accounts.views import Entry
 from ledger.ids import tenant_aggregate_id
 from ledger.tenants.tenant import Tenant
-from projections.entries import entries_of_rows
-from projections.schema import run_ddl
-from projections.tailing import (
-    EVENTS_CHANNEL,
-    close_quickly,
-    decode,
-    events_after,
-    events_of,
-    take_lock_or_stop,
-    wait_any,
-)
+from projections.ddl_lock import run_ddl
+from projections.event_store import EVENTS_CHANNEL, events_after, events_of
+from projections.tailing import close_quickly, take_lock_or_stop, wait_any
 
 log = structlog.get_logger("events.relay")
 
@@ -222,7 +215,7 @@ class Relay:
             crossing: Any = entry
             if entry.type == Account.HoldPlaced.entry_type:  # held-before needs hold_amount
                 rows_at = rows_at or {int(row[0]): row for row in rows}
-                crossing = decode(self.mapper, *rows_at[entry.position][1:])
+                crossing = event_of_row(self.mapper, *rows_at[entry.position][1:])
             if crossed_below(crossing, threshold):
                 acks.append(await self._publish_low_balance(publisher, tenant_id, entry, threshold))
         # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that
@@ -258,7 +251,7 @@ class Relay:
             return cached[1]
         tenant: Any = None
         for row in await events_of(conn, self.schema, tenant_aggregate_id(tenant_id)):
-            tenant = decode(self.mapper, *row).mutate(tenant)
+            tenant = event_of_row(self.mapper, *row).mutate(tenant)
         threshold = (
             tenant.settings.get("low_balance_threshold") if isinstance(tenant, Tenant) else None
         )

@@ -20,24 +20,20 @@ import asyncpg
 import structlog
 from eventsourcing.persistence import Mapper
 
-from projections.entries import Changes
+from projections.changes import Changes
+from projections.ddl_lock import run_ddl
+from projections.event_store import EVENTS_CHANNEL, events_after
 from projections.rebuild import load
 from projections.schema import (
     ACCOUNT_COLUMNS,
     ENTRY_COLUMNS,
+    TRACKING_NAME,
     USAGE_COLUMNS,
     create_read_models,
     create_statements,
     drop_statements,
-    run_ddl,
 )
-from projections.tailing import (
-    EVENTS_CHANNEL,
-    close_quickly,
-    events_after,
-    take_lock_or_stop,
-    wait_any,
-)
+from projections.tailing import close_quickly, take_lock_or_stop, wait_any
 
 log = structlog.get_logger("projections.follower")
 
@@ -49,7 +45,6 @@ DECODE_CHUNK = 1_000
 POLL_INTERVAL_S = 1.0
 # How often a standby tries to become the active follower.
 STANDBY_RETRY_S = 1.0
-TRACKING_NAME = "read_models"
 # Advisory lock key: "ledger follower" (any constant both processes agree on).
 ADVISORY_LOCK_KEY = 0x6C656467_666F6C6C
 
@@ -229,7 +224,7 @@ class Follower:
             await conn.execute("SELECT pg_advisory_lock($1)", ADVISORY_LOCK_KEY)
             started = time.perf_counter()
             await self.recreate_tables(conn)
-            total = await load(self, conn, progress)
+            total, self.position = await load(self, conn, progress)
             return total, time.perf_counter() - started
         finally:
             await conn.close()

@@ -20,15 +20,16 @@ from hypothesis import strategies as st
 from api.roles.cli import run_replay, run_verify
 from api.settings import Settings
 from ledger import commands as c
+from ledger.accounts.stored_entries import FIELDS_NOT_DECODED, decode_entries, entries_of_rows
 from ledger.errors import LedgerError
 from ledger.store.application import Ledger, new_mapper
 from ledger.writer.writer import Writer
 from projections import follower as follower_module
 from projections import rebuild as rebuild_module
 from projections.audit import compare_with_read_models
-from projections.entries import FIELDS_NOT_DECODED, Changes, decode_entries, entries_of_rows
+from projections.changes import Changes
+from projections.event_store import events_after
 from projections.follower import Follower
-from projections.tailing import events_after
 from tests.integration.helpers import commit_during_a_read, open_funded
 
 

@@ -47,7 +47,7 @@ async def account_positions(ledger: Ledger, database_url: str, schema: str) -> d
         )
     finally:
         await conn.close()
-    from projections.entries import decode_entries
+    from ledger.accounts.stored_entries import decode_entries
 
     return {entry.position: tenant for tenant, entry in decode_entries(new_mapper(), rows)}
 
