@@ -26,6 +26,7 @@ from ledger.store.application import Ledger, new_mapper
 from ledger.writer.writer import Writer
 from projections import follower as follower_module
 from projections import rebuild as rebuild_module
+from projections import tailer as tailer_module
 from projections.audit import compare_with_read_models
 from projections.changes import Changes
 from projections.event_store import events_after
@@ -280,9 +281,9 @@ async def test_a_commit_that_lands_while_the_follower_finds_nothing_wakes_it_at_
     follower = Follower(database_url, schema, new_mapper())
     consume = c.ConsumeCredits(tenant_id="wake", account_id="a", amount=1, operation="op")
     reading, committed = commit_during_a_read(
-        follower_module.events_after, writer, consume, when=lambda: follower.active
+        tailer_module.events_after, writer, consume, when=lambda: follower.active
     )
-    monkeypatch.setattr(follower_module, "events_after", reading)
+    monkeypatch.setattr(tailer_module, "events_after", reading)
     stop = asyncio.Event()
     task = asyncio.create_task(follower.run(stop))
     try:

@@ -325,6 +325,7 @@ async def test_a_commit_that_lands_while_the_relay_finds_nothing_is_published_at
     import asyncpg
 
     from events import relay as relay_module
+    from projections import tailer as tailer_module
 
     await open_funded(writer, "wake", {"a": 10})
     placed = Relay(database_url, schema, new_mapper(), relay_connector(nats_url))
@@ -336,8 +337,8 @@ async def test_a_commit_that_lands_while_the_relay_finds_nothing_is_published_at
         await conn.close()
     monkeypatch.setattr(relay_module, "POLL_INTERVAL_S", 60.0)
     consume = c.ConsumeCredits(tenant_id="wake", account_id="a", amount=1, operation="op")
-    reading, committed = commit_during_a_read(relay_module.events_after, writer, consume)
-    monkeypatch.setattr(relay_module, "events_after", reading)
+    reading, committed = commit_during_a_read(tailer_module.events_after, writer, consume)
+    monkeypatch.setattr(tailer_module, "events_after", reading)
     async with running_relay(database_url, schema, nats_url, stream_name) as relay:
         await asyncio.wait_for(committed.wait(), 10)
         target = await asyncio.to_thread(writer.ledger.max_position)
