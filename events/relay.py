@@ -37,7 +37,7 @@ from ledger.accounts.stored_entries import entries_of_rows, event_of_row
 from ledger.accounts.views import Entry
 from ledger.ids import tenant_aggregate_id
 from ledger.tenants.tenant import Tenant
-from projections.tailer import Tailer
+from projections.tailer import CONNECTION_ERRORS, Tailer
 
 log = structlog.get_logger("events.relay")
 
@@ -153,7 +153,8 @@ class Relay:
 
     async def _retried(self, attempt: Callable[[], Awaitable[Any]]) -> bool:
         """Runs `attempt` until it succeeds (True) or the relay is stopped (False), backing off
-        after each failure of NATS or of storing the position."""
+        after each failure of NATS or of storing the position. A lost database connection is
+        not retried here, on a connection that is gone, but raised to the tailer."""
         backoff_s = BACKOFF_FIRST_S
         while not self._stop.is_set():
             try:
@@ -161,7 +162,9 @@ class Relay:
                 return True
             except StreamUnavailableError as error:
                 log.warning("relay_publish_failed", error=str(error), position=self.position)
-            except (asyncpg.PostgresError, OSError) as error:
+            except CONNECTION_ERRORS:
+                raise  # the tailer's: it connects again and reads the stored position again
+            except asyncpg.PostgresError as error:
                 log.warning("relay_store_failed", error=str(error))
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(backoff_s):

@@ -16,8 +16,16 @@ The wake-up is cleared before each read, never after one: a commit that lands wh
 runs, which that read may not see, leaves it set, and a batch shorter than the limit means
 caught up as of the read (docs/adr/0004).
 
-`Tailer` and `Consumer` are the public seam: consumers outside projections/ use nothing else
-of it.
+A lost connection (PostgreSQL restarted, the session terminated, the network cut: any of
+CONNECTION_ERRORS) ends neither the loop nor the process: the tailer drops the connection,
+logs one `tailer_connection_lost` warning, waits RECONNECT_BACKOFF_FIRST_S (doubling to
+RECONNECT_BACKOFF_MAX_S while it keeps failing) and starts again from the top: tables, lock
+(standby if another took it meanwhile), LISTEN, and the position read again from the
+consumer's tracking row, so what the consumer recorded, not what it was doing, decides where
+it resumes. Its session is named `ledger <consumer name>` (pg_stat_activity.application_name).
+
+`Tailer`, `Consumer` and `CONNECTION_ERRORS` are the public seam: consumers outside
+projections/ use nothing else of it.
 """
 
 from __future__ import annotations
@@ -33,7 +41,7 @@ import structlog
 from projections.ddl_lock import run_ddl
 from projections.event_store import EVENTS_CHANNEL, events_after, events_of
 
-__all__ = ["Consumer", "Tailer"]
+__all__ = ["CONNECTION_ERRORS", "Consumer", "Tailer"]
 
 log = structlog.get_logger("projections.tailer")
 
@@ -41,6 +49,26 @@ log = structlog.get_logger("projections.tailer")
 STANDBY_RETRY_S = 1.0
 # A connection that does not close politely within this is cut.
 CLOSE_TIMEOUT_S = 5.0
+# A connect that takes longer is given up and tried again (and a stop waits for it no longer).
+CONNECT_TIMEOUT_S = 10.0
+# After a lost connection: the first wait before connecting again (a restart or a terminated
+# session is usually over by then), doubled after each failed attempt up to the last, so a
+# database that stays down costs one attempt and one warning every RECONNECT_BACKOFF_MAX_S.
+RECONNECT_BACKOFF_FIRST_S = 0.1
+RECONNECT_BACKOFF_MAX_S = 5.0
+
+# What a lost connection raises, in asyncpg or under it: the server gone or going
+# (restart, shutdown, a terminated session: 08xxx, 57P01-57P03), a connection already
+# closed or never made, a socket error, a connect that timed out.
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,  # ConnectionDoesNotExistError among them
+    asyncpg.InterfaceError,  # "connection is closed"
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,
+    OSError,  # ConnectionError among them
+    TimeoutError,
+)
 
 
 class Consumer(Protocol):
@@ -88,6 +116,7 @@ class Tailer:
         self.position = 0  # the last position the consumer recorded, as far as this tailer knows
         self.active = False
         self._wake = asyncio.Event()
+        self._read_once = False  # whether the current session has read from the store
 
     async def create_tables(self, conn: asyncpg.Connection) -> None:
         await run_ddl(conn, self.schema, self.consumer.table_statements())
@@ -100,10 +129,37 @@ class Tailer:
         return await events_of(conn, self.schema, originator_id)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Waits to become the active consumer, then tails until `stop` is set."""
+        """Waits to become the active consumer, then tails until `stop` is set, connecting
+        again after each lost connection."""
+        backoff_s = RECONNECT_BACKOFF_FIRST_S
+        while not stop.is_set():
+            self._read_once = False
+            try:
+                await self._session(stop)
+            except CONNECTION_ERRORS as error:
+                if self._read_once:  # the session worked: this is a new outage
+                    backoff_s = RECONNECT_BACKOFF_FIRST_S
+                log.warning(
+                    "tailer_connection_lost",
+                    role=self.consumer.name,
+                    error=str(error) or type(error).__name__,
+                    retry_in_s=backoff_s,
+                )
+                await wait_any(stop, None, backoff_s)
+                backoff_s = min(RECONNECT_BACKOFF_MAX_S, backoff_s * 2)
+            else:
+                return
+
+    async def _session(self, stop: asyncio.Event) -> None:
+        """One connection's life: from connecting to `stop`, or to an error."""
         consumer = self.consumer
         conn = await asyncpg.connect(
-            self.database_url, server_settings={"search_path": self.schema}
+            self.database_url,
+            timeout=CONNECT_TIMEOUT_S,
+            server_settings={
+                "search_path": self.schema,
+                "application_name": f"ledger {consumer.name}",
+            },
         )
         try:
             await self.create_tables(conn)
@@ -112,6 +168,9 @@ class Tailer:
             ):
                 return
             await conn.add_listener(EVENTS_CHANNEL, self._notified)
+            # A connection lost while the tailer waits wakes it: its next read fails at once
+            # instead of at the next poll.
+            conn.add_termination_listener(self._notified)
             self.position = await consumer.read_position(conn)
             self.active = True
             await consumer.activate(conn, self.position)
@@ -130,6 +189,7 @@ class Tailer:
             rows = await events_after(
                 conn, self.schema, self.position, limit, accounts_only=consumer.accounts_only
             )
+            self._read_once = True
             if rows:
                 self.position = await consumer.handle(conn, rows)
             if len(rows) < limit:
@@ -165,10 +225,15 @@ async def wait_any(first: asyncio.Event, second: asyncio.Event | None, timeout_s
 
 
 async def close_quickly(conn: asyncpg.Connection) -> None:
-    """Closes a connection (ending its session and advisory lock) even mid-query or cancelled."""
+    """Closes a connection (ending its session and advisory lock) even mid-query, lost or
+    cancelled: what does not close politely within CLOSE_TIMEOUT_S is cut."""
+    if conn.is_closed():
+        return
     try:
         async with asyncio.timeout(CLOSE_TIMEOUT_S):
             await asyncio.shield(conn.close())
-    except (TimeoutError, asyncio.CancelledError, asyncpg.PostgresError, OSError):
+    except asyncio.CancelledError:
         conn.terminate()
         raise
+    except (*CONNECTION_ERRORS, asyncpg.PostgresError):
+        conn.terminate()  # the session ends with the socket: nothing more to wait for
