@@ -12,9 +12,9 @@ import asyncpg
 import msgspec
 from eventsourcing.persistence import Mapper
 
+from ledger.accounts.stored_entries import decode_entries
 from ledger.accounts.views import Entry
-from projections.entries import decode_entries
-from projections.tailing import events_after
+from projections.event_store import events_after
 
 # Events read per round trip while replaying.
 REPLAY_CHUNK = 2_000

@@ -1,11 +1,11 @@
-"""The follower: tails the event store in notification_id order into the read models.
+"""The follower: the read models' consumer of the event store (projections/tailer.py).
 
 Each batch is applied and its position recorded in one transaction, so the read models hold
 every event exactly once whatever happens to the process: a crash before the commit leaves
-nothing, after it leaves the position, and the next run continues from there. LISTEN wakes the
-follower when the writer commits (the event store NOTIFYs its table's channel); a poll every
-POLL_INTERVAL_S is the back-up. One follower is active per database (an advisory lock); others
-wait as standbys and take over when the active one's session ends.
+nothing, after it leaves the position, and the next run continues from there. The tailer wakes
+it when the writer commits (LISTEN) or every POLL_INTERVAL_S, and keeps one follower active per
+database (an advisory lock); others wait as standbys and take over when the active one's
+session ends.
 """
 
 from __future__ import annotations
@@ -20,24 +20,20 @@ import asyncpg
 import structlog
 from eventsourcing.persistence import Mapper
 
-from projections.entries import Changes
+from projections.changes import Changes
+from projections.ddl_lock import run_ddl
+from projections.event_store import events_after
 from projections.rebuild import load
 from projections.schema import (
     ACCOUNT_COLUMNS,
     ENTRY_COLUMNS,
+    TRACKING_NAME,
     USAGE_COLUMNS,
     create_read_models,
     create_statements,
     drop_statements,
-    run_ddl,
 )
-from projections.tailing import (
-    EVENTS_CHANNEL,
-    close_quickly,
-    events_after,
-    take_lock_or_stop,
-    wait_any,
-)
+from projections.tailer import Tailer
 
 log = structlog.get_logger("projections.follower")
 
@@ -47,14 +43,15 @@ BATCH_SIZE_MAX = 2_000
 DECODE_CHUNK = 1_000
 # The back-up poll, should a NOTIFY be missed.
 POLL_INTERVAL_S = 1.0
-# How often a standby tries to become the active follower.
-STANDBY_RETRY_S = 1.0
-TRACKING_NAME = "read_models"
 # Advisory lock key: "ledger follower" (any constant both processes agree on).
 ADVISORY_LOCK_KEY = 0x6C656467_666F6C6C
 
 
 class Follower:
+    name = "follower"
+    lock_key = ADVISORY_LOCK_KEY
+    accounts_only = False  # every event moves the position; only the Account's make rows
+
     def __init__(
         self,
         database_url: str,
@@ -70,12 +67,22 @@ class Follower:
         self.batch_size_max = batch_size_max
         self.before_commit = before_commit  # a test's hook: called inside the transaction
         self.position = 0
-        self.active = False
-        self._wake = asyncio.Event()
-        self._caught_up = asyncio.Condition()
         self._s = f'"{schema}"'
+        self._tailer = Tailer(database_url, schema, self)
+
+    @property
+    def active(self) -> bool:
+        """Whether this follower holds the lock and tails (not a standby)."""
+        return self._tailer.active
+
+    @property
+    def poll_interval_s(self) -> float:
+        return POLL_INTERVAL_S
 
     # ------------------------------------------------------------ set-up
+
+    def table_statements(self) -> list[str]:
+        return create_statements(self.schema)
 
     async def create_tables(self, conn: asyncpg.Connection, *, indexes: bool = True) -> None:
         await create_read_models(conn, self.schema, indexes=indexes)
@@ -95,51 +102,25 @@ class Follower:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Waits to become the active follower, then follows until `stop` is set."""
-        conn = await asyncpg.connect(
-            self.database_url, server_settings={"search_path": self.schema}
-        )
-        try:
-            await self.create_tables(conn)
-            if not await take_lock_or_stop(
-                conn, ADVISORY_LOCK_KEY, stop, STANDBY_RETRY_S, "follower"
-            ):
-                return
-            self.active = True
-            log.info("follower_active")
-            await conn.add_listener(EVENTS_CHANNEL, self._notified)
-            self.position = await self.read_position(conn)
-            while not stop.is_set():
-                # Cleared before the read, so a commit that lands while it runs (and that it may
-                # not see) leaves the wake-up set; a short batch means caught up as of the read.
-                self._wake.clear()
-                if await self.step(conn) < self.batch_size_max:
-                    await wait_any(self._wake, stop, POLL_INTERVAL_S)
-        finally:
-            self.active = False
-            await close_quickly(conn)  # ends the session: the advisory lock goes with it
+        await self._tailer.run(stop)
 
-    def _notified(self, *_: Any) -> None:
-        self._wake.set()
+    async def activate(self, conn: asyncpg.Connection, position: int) -> None:
+        self.position = position
+        log.info("follower_active")
+
+    async def handle(self, conn: asyncpg.Connection, rows: list[asyncpg.Record]) -> int:
+        """Applies a batch the tailer read and records its position, in one transaction."""
+        changes = Changes()
+        await self.decode(rows, changes)
+        await self.apply_batch(conn, changes, int(rows[-1][0]))
+        return self.position
 
     async def step(self, conn: asyncpg.Connection) -> int:
         """Applies the next batch of events; returns how many events it read."""
-        batch = await self.read_batch(conn, self.position)
-        if batch is None:
-            return 0
-        changes, last, count = batch
-        await self.apply_batch(conn, changes, last)
-        return count
-
-    async def read_batch(
-        self, conn: asyncpg.Connection, after: int
-    ) -> tuple[Changes, int, int] | None:
-        """The changes of the events after `after`, the last position and how many events."""
-        rows = await events_after(conn, self.schema, after, self.batch_size_max)
-        if not rows:
-            return None
-        changes = Changes()
-        await self.decode(rows, changes)
-        return changes, int(rows[-1][0]), len(rows)
+        rows = await events_after(conn, self.schema, self.position, self.batch_size_max)
+        if rows:
+            await self.handle(conn, rows)
+        return len(rows)
 
     async def decode(self, rows: list[asyncpg.Record], changes: Changes) -> None:
         """Adds the entries of `rows` to `changes`, yielding to the event loop between chunks
@@ -154,8 +135,6 @@ class Follower:
             if self.before_commit is not None:
                 await self.before_commit(last)
         self.position = last
-        async with self._caught_up:
-            self._caught_up.notify_all()
 
     async def apply(self, conn: asyncpg.Connection, changes: Changes, last: int) -> None:
         """One statement per table, whatever the batch's size: the rows go as arrays, unnested
@@ -229,7 +208,7 @@ class Follower:
             await conn.execute("SELECT pg_advisory_lock($1)", ADVISORY_LOCK_KEY)
             started = time.perf_counter()
             await self.recreate_tables(conn)
-            total = await load(self, conn, progress)
+            total, self.position = await load(self, conn, progress)
             return total, time.perf_counter() - started
         finally:
             await conn.close()

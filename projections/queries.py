@@ -12,7 +12,7 @@ import asyncpg
 import msgspec
 
 from ledger.errors import InvalidCommandError, UnavailableError
-from projections.follower import TRACKING_NAME
+from projections.schema import TRACKING_NAME
 
 # A page of entries or history holds at most this many entries.
 PAGE_SIZE_MAX = 1_000

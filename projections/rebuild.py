@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import asyncpg
 
-from projections.entries import Changes
-from projections.schema import ACCOUNT_COLUMNS, USAGE_COLUMNS, lock_ddl
-from projections.tailing import read_ahead
-
-if TYPE_CHECKING:
-    from projections.follower import Follower
+from projections.changes import Changes
+from projections.ddl_lock import lock_ddl
+from projections.event_store import read_ahead
+from projections.schema import ACCOUNT_COLUMNS, USAGE_COLUMNS
 
 # Events a rebuild reads per round trip (~10 MiB of stored JSON; at most three batches are in
 # memory: one going in by COPY, one being decoded, one fetched ahead). Over 2.1 M events,
@@ -34,13 +32,32 @@ REBUILD_BATCH_SIZE_MAX = 10_000
 REBUILD_USAGE_KEYS_MAX = 200_000
 
 
+class ReadModelWriter(Protocol):
+    """What a rebuild uses of the follower (`Follower.rebuild` passes itself): the same
+    decoding, entry COPY, indexes and tracking row as it follows with."""
+
+    @property
+    def database_url(self) -> str: ...
+
+    @property
+    def schema(self) -> str: ...
+
+    async def decode(self, rows: list[asyncpg.Record], changes: Changes) -> None: ...
+
+    async def copy_entries(self, conn: asyncpg.Connection, changes: Changes) -> None: ...
+
+    async def create_tables(self, conn: asyncpg.Connection, *, indexes: bool = True) -> None: ...
+
+    async def track(self, conn: asyncpg.Connection, last: int) -> None: ...
+
+
 async def load(
-    follower: Follower,
+    follower: ReadModelWriter,
     conn: asyncpg.Connection,
     progress: Callable[[int, int], None] | None = None,
-) -> int:
+) -> tuple[int, int]:
     """Fills the empty read models with every event there is, in one transaction; returns
-    the number of events read."""
+    the number of events read and the position they reach."""
     reader = await asyncpg.connect(follower.database_url)
     try:
         async with conn.transaction():
@@ -51,14 +68,13 @@ async def load(
             total, last = await _load(follower, conn, reader, progress)
             await follower.create_tables(conn)  # the indexes, each built in one pass
             await follower.track(conn, last)
-        follower.position = last
-        return total
+        return total, last
     finally:
         await reader.close()
 
 
 async def _load(
-    follower: Follower,
+    follower: ReadModelWriter,
     conn: asyncpg.Connection,
     reader: asyncpg.Connection,
     progress: Callable[[int, int], None] | None,

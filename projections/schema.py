@@ -6,20 +6,18 @@ Each query of projections/queries.py is one index range scan:
 - a tenant's history, in ledger order:     rm_entries (tenant_id, position)
 - usage over days:                         rm_usage primary key (tenant_id, day, ...)
 
-Every role creates the tables it needs when it starts (api, project, relay, rebuild), often
-several at once on a fresh schema. `CREATE … IF NOT EXISTS` does not make that safe: two
-sessions can both find a name free and one fails with a unique violation on pg_type or
-pg_class. So all of them run their DDL through `run_ddl`, one transaction holding the schema's
-DDL lock.
+They are created and dropped under the schema's DDL lock (projections/ddl_lock.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import asyncpg
 
+from projections.ddl_lock import run_ddl
+
 TABLES = ("rm_entries", "rm_accounts", "rm_usage", "rm_tracking")
+# The read models' row in rm_tracking: the position they hold.
+TRACKING_NAME = "read_models"
 
 # The columns the follower and the rebuild write, in the tables' order.
 ENTRY_COLUMNS = (
@@ -45,24 +43,6 @@ ACCOUNT_COLUMNS = (
     "updated_at",
 )
 USAGE_COLUMNS = ("tenant_id", "day", "operation", "account_id", "count", "credits", "refunded")
-
-# The advisory lock of a schema's read-model DDL is (DDL_LOCK_CLASS, hashtext(schema)): any
-# constant every role agrees on ("rmdd"), apart from the follower's and the relay's own locks.
-DDL_LOCK_CLASS = 0x726D_6464
-
-
-async def lock_ddl(conn: asyncpg.Connection, schema: str) -> None:
-    """Holds the schema's DDL lock until the transaction `conn` is in ends."""
-    await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", DDL_LOCK_CLASS, schema)
-
-
-async def run_ddl(conn: asyncpg.Connection, schema: str, statements: Iterable[str]) -> None:
-    """Runs `statements` in one transaction holding the schema's DDL lock, so that no other
-    session creates or drops the same tables in between."""
-    async with conn.transaction():
-        await lock_ddl(conn, schema)
-        for statement in statements:
-            await conn.execute(statement)
 
 
 async def create_read_models(

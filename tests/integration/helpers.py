@@ -79,3 +79,18 @@ def commit_during_a_read(
         return rows
 
     return reading, committed
+
+
+async def terminate_session_holding(conn: Any, lock_key: int) -> int:
+    """Ends, from `conn` (an asyncpg connection), the session that holds the advisory lock
+    `lock_key` in this database (a tailer's, by its consumer's lock), as a PostgreSQL restart
+    or a cut network would, and waits until it is gone; returns how many sessions ended."""
+    ended: int = await conn.fetchval(
+        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 5000)) FROM pg_locks "
+        "WHERE locktype = 'advisory' AND granted AND objsubid = 1 "
+        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+        "AND classid = $1 AND objid = $2",
+        lock_key >> 32,
+        lock_key & 0xFFFF_FFFF,
+    )
+    return ended

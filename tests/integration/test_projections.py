@@ -11,6 +11,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 import pytest
@@ -19,18 +20,25 @@ from hypothesis import strategies as st
 
 from api.roles.cli import run_replay, run_verify
 from api.settings import Settings
+from ledger.accounts.stored_entries import FIELDS_NOT_DECODED, decode_entries, entries_of_rows
 from ledger.errors import LedgerError
 from ledger.store.application import Ledger
 from ledger.store.transcoder import new_mapper
 from ledger.writer.writer import Writer
 from projections import follower as follower_module
 from projections import rebuild as rebuild_module
+from projections import tailer as tailer_module
 from projections.audit import compare_with_read_models
-from projections.entries import FIELDS_NOT_DECODED, Changes, decode_entries, entries_of_rows
+from projections.changes import Changes
+from projections.event_store import events_after
 from projections.follower import Follower
-from projections.tailing import events_after
 from tests import envelopes as c
-from tests.integration.helpers import commit_during_a_read, open_funded
+from tests.integration.helpers import (
+    commit_during_a_read,
+    open_funded,
+    terminate_session_holding,
+)
+from tests.integration.proxy import Proxy
 
 
 async def drive(writer: Writer, tenant_id: str, steps: list[tuple[str, int, int]]) -> None:
@@ -280,9 +288,9 @@ async def test_a_commit_that_lands_while_the_follower_finds_nothing_wakes_it_at_
     follower = Follower(database_url, schema, new_mapper())
     consume = c.ConsumeCredits(tenant_id="wake", account_id="a", amount=1, operation="op")
     reading, committed = commit_during_a_read(
-        follower_module.events_after, writer, consume, when=lambda: follower.active
+        tailer_module.events_after, writer, consume, when=lambda: follower.active
     )
-    monkeypatch.setattr(follower_module, "events_after", reading)
+    monkeypatch.setattr(tailer_module, "events_after", reading)
     stop = asyncio.Event()
     task = asyncio.create_task(follower.run(stop))
     try:
@@ -296,6 +304,107 @@ async def test_a_commit_that_lands_while_the_follower_finds_nothing_wakes_it_at_
     finally:
         stop.set()
         await task
+
+
+async def test_a_follower_whose_connection_is_cut_reconnects_by_itself_and_applies_every_event_once(
+    writer: Writer, database_url: str, schema: str
+) -> None:
+    """Its session ended from outside (as a PostgreSQL restart ends it), once between a
+    batch's apply and its commit and once while it waits for a NOTIFY, the follower connects
+    again, takes its lock back and goes on from the position it recorded."""
+    await drive(writer, "cut", [("consume", i, 1) for i in range(60)])
+    killer = await asyncpg.connect(database_url)
+    ended = batches = 0
+
+    async def cut_the_third_batch_before_its_commit(position: int) -> None:
+        nonlocal ended, batches
+        batches += 1
+        if batches == 3:
+            ended += await terminate_session_holding(killer, follower_module.ADVISORY_LOCK_KEY)
+
+    follower = Follower(
+        database_url,
+        schema,
+        new_mapper(),
+        batch_size_max=7,
+        before_commit=cut_the_third_batch_before_its_commit,
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(follower.run(stop))
+    try:
+
+        async def caught_up() -> bool:
+            assert not task.done(), "the follower stopped by itself"
+            return follower.position >= await asyncio.to_thread(writer.ledger.max_position)
+
+        await eventually(caught_up)
+        assert ended == 1  # cut mid-stream, the batch's transaction lost with the session
+        ended += await terminate_session_holding(killer, follower_module.ADVISORY_LOCK_KEY)
+        assert ended == 2  # cut while it waits, caught up
+        await drive(writer, "cut-later", [("consume", i, 1) for i in range(20)])
+        await eventually(caught_up)
+        for tenant_id, entries in (("cut", 3 * 2 + 60), ("cut-later", 3 * 2 + 20)):
+            report = await compare_with_read_models(killer, schema, new_mapper(), tenant_id)
+            assert report["ok"], report["mismatches"]
+            assert report["entries"] == entries
+        duplicates = await killer.fetchval(
+            f"SELECT count(*) - count(DISTINCT (tenant_id, account_id, version)) "
+            f'FROM "{schema}".rm_entries'
+        )
+        assert duplicates == 0
+    finally:
+        stop.set()
+        await task
+        await killer.close()
+
+
+async def test_a_follower_that_cannot_reach_the_database_keeps_trying_and_catches_up_after(
+    writer: Writer, database_url: str, schema: str
+) -> None:
+    """The database unreachable (connections dropped and refused, as while PostgreSQL
+    restarts) while commands commit: the follower retries with a growing back-off and applies
+    all of them once it can connect."""
+    await drive(writer, "away", [("consume", i, 1) for i in range(10)])
+    parts = urlsplit(database_url)
+    socket_dir = parse_qs(parts.query).get("host", [None])[0]  # the embedded server's socket
+    proxy = Proxy(socket_dir or parts.hostname or "127.0.0.1", parts.port or 5432)
+    await proxy.start()
+    netloc = f"{parts.username or 'postgres'}@127.0.0.1:{proxy.port}"
+    follower = Follower(parts._replace(netloc=netloc, query="").geturl(), schema, new_mapper())
+    stop = asyncio.Event()
+    task = asyncio.create_task(follower.run(stop))
+
+    async def caught_up() -> bool:
+        assert not task.done(), "the follower stopped by itself"
+        return follower.position >= await asyncio.to_thread(writer.ledger.max_position)
+
+    try:
+        await eventually(caught_up)
+        await proxy.cut()
+        await drive(writer, "away-later", [("consume", i, 1) for i in range(10)])
+        await asyncio.sleep(1.0)  # several attempts refused
+        assert not follower.active
+        await proxy.start()
+        await eventually(caught_up)
+    finally:
+        stop.set()
+        await task
+        await proxy.cut()
+    conn = await asyncpg.connect(database_url)
+    try:
+        for tenant_id in ("away", "away-later"):
+            report = await compare_with_read_models(conn, schema, new_mapper(), tenant_id)
+            assert report["ok"], report["mismatches"]
+            assert report["entries"] == 3 * 2 + 10
+    finally:
+        await conn.close()
+
+
+async def eventually(predicate: Any, timeout_s: float = 20.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not await predicate():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.02)
 
 
 async def test_ledger_verify_passes_an_untouched_replay_and_catches_a_changed_amount(

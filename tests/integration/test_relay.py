@@ -23,7 +23,11 @@ from ledger.store.transcoder import new_mapper
 from ledger.writer.writer import Writer
 from tests import envelopes as c
 from tests.conftest import TEST_DATA_DIR
-from tests.integration.helpers import commit_during_a_read, open_funded
+from tests.integration.helpers import (
+    commit_during_a_read,
+    open_funded,
+    terminate_session_holding,
+)
 from tests.nats_server import NatsServer
 
 
@@ -48,7 +52,7 @@ async def account_positions(ledger: Ledger, database_url: str, schema: str) -> d
         )
     finally:
         await conn.close()
-    from projections.entries import decode_entries
+    from ledger.accounts.stored_entries import decode_entries
 
     return {entry.position: tenant for tenant, entry in decode_entries(new_mapper(), rows)}
 
@@ -216,6 +220,72 @@ async def _published_some(relay: Relay) -> bool:
     return relay.published >= 100
 
 
+async def test_a_relay_whose_connection_is_cut_reconnects_by_itself_and_every_position_arrives_once(
+    writer: Writer,
+    ledger: Ledger,
+    database_url: str,
+    schema: str,
+    nats_url: str,
+    stream_name: str,
+    nats_client: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its session ended from outside (as a PostgreSQL restart ends it), once between a
+    window's acks and storing its position and once while it waits for a NOTIFY, the relay
+    connects again, takes its lock back and goes on from the position it stored: the window
+    it re-sends, JetStream drops."""
+    import asyncpg
+
+    from events import relay as relay_module
+
+    await open_funded(writer, "cut", {"a": 10_000, "b": 10_000})
+    await burst(writer, "cut", ["a", "b"], 200)
+    killer = await asyncpg.connect(database_url)
+    ended = stores = 0
+    relay = Relay(
+        database_url,
+        schema,
+        new_mapper(),
+        relay_connector(nats_url),
+        stream_name=stream_name,
+        in_flight_max=20,
+    )
+    store_position = relay.store_position
+
+    async def cut_before_the_third_store(conn: Any, position: int) -> None:
+        nonlocal ended, stores
+        stores += 1
+        if stores == 3:
+            ended += await terminate_session_holding(killer, relay_module.ADVISORY_LOCK_KEY)
+        await store_position(conn, position)
+
+    monkeypatch.setattr(relay, "store_position", cut_before_the_third_store)
+    stop = asyncio.Event()
+    task = asyncio.create_task(relay.run(stop))
+    try:
+
+        async def caught_up() -> bool:
+            assert not task.done(), "the relay stopped by itself"
+            return relay.position >= max(await account_positions(ledger, database_url, schema))
+
+        await wait_until(caught_up)
+        assert ended == 1  # cut mid-stream, the window published but its position not stored
+        ended += await terminate_session_holding(killer, relay_module.ADVISORY_LOCK_KEY)
+        assert ended == 2  # cut while it waits, caught up
+        await burst(writer, "cut", ["a", "b"], 50)
+        await wait_until(caught_up)
+    finally:
+        stop.set()
+        await task
+        await killer.close()
+    expected = await account_positions(ledger, database_url, schema)
+    ids = [
+        int(m.headers["Nats-Msg-Id"])
+        for m in await stream_messages(nats_client.jetstream(), stream_name)
+    ]
+    assert sorted(ids) == sorted(expected)  # every position once: the re-sent window was dropped
+
+
 async def test_nats_down_longer_than_the_duplicate_window_then_back_every_position_arrives(
     writer: Writer, ledger: Ledger, database_url: str, schema: str, stream_name: str
 ) -> None:
@@ -326,6 +396,7 @@ async def test_a_commit_that_lands_while_the_relay_finds_nothing_is_published_at
     import asyncpg
 
     from events import relay as relay_module
+    from projections import tailer as tailer_module
 
     await open_funded(writer, "wake", {"a": 10})
     placed = Relay(database_url, schema, new_mapper(), relay_connector(nats_url))
@@ -337,8 +408,8 @@ async def test_a_commit_that_lands_while_the_relay_finds_nothing_is_published_at
         await conn.close()
     monkeypatch.setattr(relay_module, "POLL_INTERVAL_S", 60.0)
     consume = c.ConsumeCredits(tenant_id="wake", account_id="a", amount=1, operation="op")
-    reading, committed = commit_during_a_read(relay_module.events_after, writer, consume)
-    monkeypatch.setattr(relay_module, "events_after", reading)
+    reading, committed = commit_during_a_read(tailer_module.events_after, writer, consume)
+    monkeypatch.setattr(tailer_module, "events_after", reading)
     async with running_relay(database_url, schema, nats_url, stream_name) as relay:
         await asyncio.wait_for(committed.wait(), 10)
         target = await asyncio.to_thread(writer.ledger.max_position)

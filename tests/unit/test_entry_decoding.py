@@ -8,8 +8,9 @@ import json
 from datetime import UTC, datetime
 from uuid import uuid4
 
+from ledger.accounts.stored_entries import decode_entries, entries_of_rows
 from ledger.store.transcoder import new_mapper
-from projections.entries import Changes, decode_entries, entries_of_rows
+from projections.changes import Changes
 
 
 def test_what_the_fast_decoder_does_not_know_goes_through_the_library_mapper() -> None:

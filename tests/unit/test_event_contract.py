@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import msgspec
 
 from events.contract import encode, entry_message, low_balance_message
-from events.relay import crossed_below
+from events.low_balance import crossed_below
 from events.subjects import account_token, entry_subject, tenant_subjects
 from ledger.accounts.account import Account
 from ledger.accounts.views import entry_from_event

@@ -1,43 +1,69 @@
-"""From stored events to read-model rows: entries, account balances and usage.
+"""Stored account events to entries: what the rows of the event store hold, decoded.
 
-Only the Account's events make entries; every other aggregate's events are skipped by topic,
-before decoding.
+A stored row is `(notification_id, originator_id, originator_version, topic, state)`, a plain
+tuple (an asyncpg Record reads as one), so this needs no database driver. Only the Account's
+events make entries; every other aggregate's events are skipped by topic, before decoding.
 
-The follower (live and rebuild alike, `Changes.add_rows`) and the relay (`entries_of_rows`)
-decode on a fast path: msgspec reads the stored JSON straight into the few fields an entry
-needs and skips the rest unparsed, instead of the library's transcoder building every nested
-dict and a domain event object (decoding was most of the follower's time, docs/BENCHMARKS.md
-"The rebuild"). The follower does not even build the Entry: it encodes the same fields as a
-dict, which gives the same JSON. Whatever the fast path does not know (another class version,
-a value the transcoder would turn into an object, a cipher) goes through the library's mapper,
-as `decode_entries` does for everything; the auditor keeps `decode_entries`, so the two paths
-check each other.
+It lives here, beside `Entry` and `entry_from_event`, because the format it reads is the
+ledger's: the Account's event classes, their topics (pinned by ledger/topics.py) and the
+mapper's transcoding (`ledger.store.application.new_mapper`). The read models
+(projections/changes.py) and the NATS relay (events/relay.py) both decode with it, so neither
+depends on the other for it; it is not the tailer's, because the rebuild and the auditor decode
+rows the tailer never hands out.
+
+`entries_of_rows` and `entry_fields_of_rows` decode on a fast path: msgspec reads the stored
+JSON straight into the few fields an entry needs and skips the rest unparsed, instead of the
+library's transcoder building every nested dict and a domain event object (decoding was most of
+the follower's time, docs/BENCHMARKS.md "The rebuild"). The follower does not even build the
+Entry: it encodes the fields as a dict, which gives the same JSON. Whatever the fast path does
+not know (another class version, a value the transcoder would turn into an object, a cipher)
+goes through the library's mapper, as `decode_entries` does for everything; the auditor keeps
+`decode_entries`, so the two paths check each other.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any, NamedTuple
 from uuid import UUID
 
 import msgspec
-from eventsourcing.persistence import Mapper
+from eventsourcing.persistence import Mapper, StoredEvent
 from eventsourcing.utils import resolve_topic
 
 from ledger.accounts.account import Account
 from ledger.accounts.views import ENTRY_FIELDS, Entry, entry_fields, entry_from_event
 from ledger.ids import entry_id
-from projections.tailing import ACCOUNT_TOPIC_PREFIX, account_events, decode
 
-_encoder = msgspec.json.Encoder()
+# Topics of the Account's events (pinned by ledger/topics.py): the only ones that make entries.
+ACCOUNT_TOPIC_PREFIX = "ledger.account:Account."
+
+
+def event_of_row(
+    mapper: Mapper[UUID], originator_id: UUID, version: int, topic: str, state: bytes
+) -> Any:
+    """The domain event of one stored row (any aggregate's), through the library's mapper."""
+    stored = StoredEvent(
+        originator_id=originator_id, originator_version=version, topic=topic, state=bytes(state)
+    )
+    return mapper.to_domain_event(stored)
+
+
+def account_events(mapper: Mapper[UUID], rows: Iterable[Any]) -> list[tuple[int, Any]]:
+    """(position, event) of the Account's events among stored rows; the others are skipped by
+    topic, before decoding."""
+    return [
+        (position, event_of_row(mapper, originator_id, version, topic, state))
+        for position, originator_id, version, topic, state in rows
+        if topic.startswith(ACCOUNT_TOPIC_PREFIX)
+    ]
 
 
 def decode_entries(mapper: Mapper[UUID], rows: Iterable[Any]) -> list[tuple[str, Entry]]:
-    """(tenant_id, Entry) of every account event among rows from `tailing.events_after`,
-    through the library's mapper and domain event objects."""
+    """(tenant_id, Entry) of every account event among stored rows, through the library's
+    mapper and domain event objects."""
     return [
         (event.tenant_id, entry_from_event(event, position))
         for position, event in account_events(mapper, rows)
@@ -183,11 +209,12 @@ def _fast_enabled(mapper: Mapper[UUID]) -> bool:
     return mapper.cipher is None and mapper.compressor is None and not FIELDS_NOT_DECODED
 
 
-def _fields_of_rows(
+def entry_fields_of_rows(
     mapper: Mapper[UUID], rows: Iterable[Any]
 ) -> Iterator[tuple[str, dict[str, Any] | Entry]]:
-    """(tenant_id, fields) of each account event among rows from `tailing.events_after`: the
-    fields from `_fast_fields`, or the Entry itself where the library's mapper decoded it."""
+    """(tenant_id, fields) of each account event among stored rows: the fields from
+    `_fast_fields` (what `Entry(**fields)` would hold, without building it), or the Entry
+    itself where the library's mapper decoded it."""
     fast = _fast_enabled(mapper)
     for position, originator_id, version, topic, state in rows:
         if not topic.startswith(ACCOUNT_TOPIC_PREFIX):
@@ -199,7 +226,7 @@ def _fields_of_rows(
                 continue
             except (_NotFastError, msgspec.DecodeError, ValueError):
                 pass
-        event = decode(mapper, originator_id, version, topic, state)
+        event = event_of_row(mapper, originator_id, version, topic, state)
         yield event.tenant_id, entry_from_event(event, position)
 
 
@@ -207,82 +234,5 @@ def entries_of_rows(mapper: Mapper[UUID], rows: Iterable[Any]) -> list[tuple[str
     """What `decode_entries` gives for the same rows, decoded straight from the stored JSON."""
     return [
         (tenant_id, fields if isinstance(fields, Entry) else Entry(**fields))
-        for tenant_id, fields in _fields_of_rows(mapper, rows)
+        for tenant_id, fields in entry_fields_of_rows(mapper, rows)
     ]
-
-
-# Entry types that count in rm_usage, and the one of them that counts as refunded.
-USAGE_TYPES = frozenset(("consume", "capture", "refund"))
-REFUND_TYPE = "refund"
-
-
-@dataclass
-class Changes:
-    """What a batch of entries does to the read models. A rebuild hands every batch the same
-    `accounts` and `usage`, so they add up over the whole history."""
-
-    entry_rows: list[tuple[Any, ...]] = field(default_factory=list)
-    accounts: dict[tuple[str, str], list[Any]] = field(default_factory=dict)
-    usage: dict[tuple[str, date, str, str], list[int]] = field(default_factory=dict)
-
-    def add(self, tenant_id: str, entry: Entry) -> None:
-        self._add(tenant_id, msgspec.structs.asdict(entry), _encoder.encode(entry))
-
-    def add_rows(self, mapper: Mapper[UUID], rows: Iterable[Any]) -> None:
-        """Adds the entries of rows from `tailing.events_after`, as `add` would add each of
-        `entries_of_rows`, but on the fast path without an Entry object per row."""
-        add = self._add
-        for tenant_id, fields in _fields_of_rows(mapper, rows):
-            if isinstance(fields, Entry):
-                self.add(tenant_id, fields)
-            else:
-                add(tenant_id, fields, _encoder.encode(fields))
-
-    def _add(self, tenant_id: str, fields: dict[str, Any], entry_json: bytes) -> None:
-        account_id = fields["account_id"]
-        entry_type = fields["type"]
-        amount = fields["amount"]
-        balance = fields["balance"]
-        held = fields["held"]
-        version = fields["version"]
-        position = fields["position"]
-        recorded_at = fields["recorded_at"]
-        self.entry_rows.append(
-            (
-                position,
-                tenant_id,
-                account_id,
-                entry_type,
-                amount,
-                balance,
-                held,
-                version,
-                recorded_at,
-                entry_json.decode(),
-            )
-        )
-        key = (tenant_id, account_id)
-        known = self.accounts.get(key)
-        created_at = known[6] if known else recorded_at
-        self.accounts[key] = [
-            tenant_id,
-            account_id,
-            balance,
-            held,
-            version,
-            position,
-            created_at,
-            recorded_at,
-        ]
-        operation = fields.get("operation")
-        if entry_type not in USAGE_TYPES or operation is None:
-            return
-        usage_key = (tenant_id, recorded_at.date(), operation, account_id)
-        totals = self.usage.get(usage_key)
-        if totals is None:
-            totals = self.usage[usage_key] = [0, 0, 0]
-        if entry_type == REFUND_TYPE:
-            totals[2] += amount
-        else:
-            totals[0] += 1
-            totals[1] -= amount
