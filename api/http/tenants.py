@@ -28,7 +28,6 @@ from ledger.tenants.commands import (
     RevokeApiKey,
     UpdateTenant,
 )
-from ledger.tenants.settings import TenantSettings
 from ledger.tenants.tenant import Tenant
 from ledger.tenants.views import ApiKeyView, TenantView, api_key_view
 
@@ -93,8 +92,6 @@ class TenantController(Controller):
         self, services: ServicesDep, data: JSONBody[CreateTenant]
     ) -> Response[TenantView]:
         refuse_key_in_body(data)
-        if data.settings is None:  # what a tenant created without settings is stored with
-            data = msgspec.structs.replace(data, settings=TenantSettings())
         return answer(
             await services.writer.submit(Envelope(tenant_id=data.tenant_id, command=data))
         )

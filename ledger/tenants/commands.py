@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, ClassVar
 
+import msgspec
 from msgspec import Meta
 
 from ledger.checks import check_expires_at, check_text
@@ -35,6 +36,12 @@ class CreateTenant(Command, tag="create_tenant", frozen=True, kw_only=True):
         check_text(self.name, "name")
         if self.settings is not None:
             self.settings.check()
+
+    def canonical(self) -> CreateTenant:
+        """No settings are the default settings (as the tenant is created with)."""
+        if self.settings is None:
+            return msgspec.structs.replace(self, settings=TenantSettings())
+        return self
 
 
 class UpdateTenant(Command, tag="update_tenant", frozen=True, kw_only=True):

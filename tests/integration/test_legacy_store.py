@@ -25,10 +25,13 @@ import pytest
 from eventsourcing.domain import Snapshot
 from eventsourcing.utils import get_topic, resolve_topic
 
-from api.database import ensure_schema
-from ledger import commands as c
-from ledger.account import Account
-from ledger.application import Ledger, new_mapper
+from api.roles.database import ensure_schema
+from ledger.accounts.account import Account
+from ledger.accounts.consumptions import Consumption
+from ledger.accounts.holds import HoldRecord
+from ledger.accounts.views import account_view
+from ledger.areas import REGISTRY
+from ledger.commands import AccountCommand, Envelope
 from ledger.errors import (
     HoldNotActiveError,
     IdempotencyKeyReusedError,
@@ -36,20 +39,22 @@ from ledger.errors import (
     RefundExceedsRefundableError,
 )
 from ledger.ids import api_key_aggregate_id, tenant_aggregate_id
-from ledger.records import Consumption, HoldRecord
-from ledger.results import account_view, api_key_view
-from ledger.tenant import ApiKeyIndex, Tenant
-from ledger.writer import Writer
+from ledger.store.application import Ledger
+from ledger.store.transcoder import new_mapper
+from ledger.tenants.api_keys import ApiKeyIndex
+from ledger.tenants.commands import RevokeApiKey
+from ledger.tenants.tenant import Tenant
+from ledger.tenants.views import api_key_view
+from ledger.writer.writer import Writer
 from projections.audit import compare_with_read_models, replay
 from projections.follower import Follower
+from tests import envelopes as c
 from tests.fixtures.ledger_v1.load import load_fixture, read_expected, read_rows
 
 EXPECTED = read_expected()
 SCENARIO = EXPECTED["scenario"]
 CLOCK_END = datetime.fromisoformat(EXPECTED["clock"]["end"])
-COMMAND_UNION: Any = functools.reduce(
-    operator.or_, c.ACCOUNT_COMMANDS + c.TENANT_COMMANDS + c.QUERIES
-)
+COMMAND_UNION: Any = functools.reduce(operator.or_, REGISTRY.command_types)
 # The class that plays each stored topic's part now, by the name expected.json gives it.
 STORED_CLASSES: dict[str, type] = {
     "Account": Account,
@@ -85,9 +90,13 @@ def as_json(value: Any) -> Any:
     return json.loads(msgspec.json.encode(value))
 
 
-def to_command(data: dict[str, Any]) -> Any:
-    """A request as JSON, decoded as the API decodes it."""
-    return msgspec.json.decode(json.dumps(data), type=COMMAND_UNION)
+def to_command(data: dict[str, Any]) -> Envelope[Any]:
+    """A request as its JSON was written then (the tenant among the command's fields), decoded
+    as the API decodes it now: the tenant in the envelope, the rest the command."""
+    fields = dict(data)
+    tenant_id = fields["tenant_id"] if fields["op"] == "create_tenant" else fields.pop("tenant_id")
+    command = msgspec.json.decode(json.dumps(fields), type=COMMAND_UNION)
+    return Envelope(tenant_id=tenant_id, command=command)
 
 
 def requests_of(kind: str) -> list[dict[str, Any]]:
@@ -331,13 +340,13 @@ async def test_a_retry_with_an_old_idempotency_key_replays_the_stored_answer(
             assert (None if ref is None else [str(ref[0]), ref[1]]) == request["entry_ref"]
 
 
-def another_request(command: Any) -> Any:
+def another_request(envelope: Envelope[Any]) -> Envelope[Any]:
     """The same key with something else asked."""
-    if isinstance(command, c.AccountCommand):
-        return msgspec.structs.replace(command, account_id="someone-else")
-    if isinstance(command, c.RevokeApiKey):
-        return msgspec.structs.replace(command, key_id="another-key")
-    return msgspec.structs.replace(command, name="another name")
+    if isinstance(envelope.command, AccountCommand):
+        return c.changed(envelope, account_id="someone-else")
+    if isinstance(envelope.command, RevokeApiKey):
+        return c.changed(envelope, key_id="another-key")
+    return c.changed(envelope, name="another name")
 
 
 async def test_an_old_idempotency_key_with_a_different_request_is_refused(
@@ -354,21 +363,20 @@ async def test_an_old_payment_ref_is_not_credited_again(
 ) -> None:
     async with cold_writer(database_url, loaded_schema) as writer:
         for request in requests_of("payment"):
-            command = msgspec.structs.replace(to_command(request["command"]), idempotency_key=None)
-            balance = old_view(command.tenant_id, command.account_id)["balance"]
-            outcome = await writer.submit(command)
+            envelope = c.changed(to_command(request["command"]), idempotency_key=None)
+            tenant_id, account_id = envelope.tenant_id, envelope.command.account_id
+            balance = old_view(tenant_id, account_id)["balance"]
+            outcome = await writer.submit(envelope)
             assert outcome.replayed and as_json(outcome.value) == request["answer"]
-            read = await writer.submit(
-                c.GetAccount(tenant_id=command.tenant_id, account_id=command.account_id)
-            )
+            read = await writer.submit(c.GetAccount(tenant_id=tenant_id, account_id=account_id))
             assert read.value.balance == balance, request["name"]
             other = next(
-                account_id
-                for tenant_id, account_id in SCENARIO["accounts"]
-                if tenant_id == command.tenant_id and account_id != command.account_id
+                other_id
+                for other_tenant, other_id in SCENARIO["accounts"]
+                if other_tenant == tenant_id and other_id != account_id
             )
             with pytest.raises(PaymentAlreadyCreditedError):
-                await writer.submit(msgspec.structs.replace(command, account_id=other))
+                await writer.submit(c.changed(envelope, account_id=other))
 
 
 async def test_after_new_commands_the_old_store_still_audits_and_replays_its_old_entries_first(
