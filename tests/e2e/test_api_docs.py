@@ -31,15 +31,15 @@ import pytest
 from litestar.routes import WebSocketRoute
 from litestar.testing import AsyncTestClient
 
-from api.problems import STATUS_OF_CODE
-from ledger.tenant import SCOPES
+from api.http.problems import STATUS_OF_CODE
+from ledger.tenants.api_keys import SCOPES
 
 REFERENCE = Path(__file__).resolve().parents[2] / "docs" / "api.md"
 
 ROUTE_HEADER = ["route", "scope", "answers", "errors"]
 ERROR_HEADER = ["status", "code", "when"]
 LIMIT_HEADER = ["limit", "value", "constant", "answer"]
-# Scope cells that name no scope of ledger.tenant.SCOPES.
+# Scope cells that name no scope of ledger.tenants.api_keys.SCOPES.
 SCOPE_WORDS = {"operator", "none", "the scopes of its commands"}
 NOTHING = "—"
 
@@ -285,7 +285,7 @@ def test_every_error_code_named_is_one_the_app_answers_with_that_status() -> Non
     wrong = sorted(
         {f"{status} {code}" for status, code in named if STATUS_OF_CODE.get(code) != status}
     )
-    assert not wrong, f"not codes of api.problems.STATUS_OF_CODE with that status: {wrong}"
+    assert not wrong, f"not codes of api.http.problems.STATUS_OF_CODE with that status: {wrong}"
 
 
 def test_the_error_table_lists_every_code_the_app_answers_with_its_status() -> None:
