@@ -87,8 +87,8 @@ def presented_key(request: ASGIConnection[Any, Any, Any, Any]) -> str | None:
 def load_grant(ledger: Ledger, key_hash: str) -> KeyGrant | None:
     """Runs in a thread: two aggregate loads."""
     try:
-        index = ledger.repository.get(api_key_aggregate_id(key_hash))
-        tenant = ledger.repository.get(tenant_aggregate_id(index.tenant_id))
+        index: Any = ledger.repository.get(api_key_aggregate_id(key_hash))
+        tenant: Any = ledger.repository.get(tenant_aggregate_id(index.tenant_id))
     except AggregateNotFoundError:
         return None
     assert isinstance(index, ApiKeyIndex) and isinstance(tenant, Tenant)

@@ -107,7 +107,8 @@ class StrictBody(AbstractDTO[T], Generic[T]):
     def create_openapi_schema(
         cls, field_definition: FieldDefinition, handler_id: str, schema_creator: Any
     ) -> Reference | Schema:
-        shown = documented(cls.model_type, cls.excluded)
+        model: Any = cls.model_type
+        shown = documented(model, cls.excluded)
         schema: Reference | Schema = schema_creator.for_field_definition(
             FieldDefinition.from_annotation(shown)
         )

@@ -11,7 +11,7 @@ built from the command's types at run time, and Litestar reads it as it is.
 
 import inspect
 import re
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 import msgspec
 from litestar import Response
@@ -86,14 +86,15 @@ def command_route(spec: CommandSpec, tag: str) -> HTTPRouteHandler:
     ]
     dto: Any = None
     excluded = (*path_names, "idempotency_key")
+    body: Any = spec.command  # a type known at run time only
     if route.body == "required":
-        parameters.append(inspect.Parameter("data", keyword, annotation=JSONBody[spec.command]))
+        parameters.append(inspect.Parameter("data", keyword, annotation=cast(Any, JSONBody)[body]))
         dto = body_of(spec.command, excluded=excluded)
     elif route.body == "optional":
-        optional = JSONBody[Optional[spec.command]]  # type: ignore[name-defined]  # noqa: UP045 - built at run time
+        optional = cast(Any, JSONBody)[Optional[body]]  # noqa: UP045 - built at run time
         parameters.append(inspect.Parameter("data", keyword, annotation=optional, default=None))
         dto = body_of(spec.command, excluded=excluded, optional=True)
-    returns = Response[spec.answer]  # type: ignore[name-defined]
+    returns = cast(Any, Response)[spec.answer]
     handle.__signature__ = inspect.Signature(parameters, return_annotation=returns)  # type: ignore[attr-defined]
     handle.__annotations__ = {p.name: p.annotation for p in parameters} | {"return": returns}
     handle.__name__ = handle.__qualname__ = spec.op

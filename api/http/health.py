@@ -10,6 +10,7 @@ from litestar import Response, get
 from litestar.openapi.datastructures import ResponseSpec
 
 from api.http.dependencies import ServicesDep
+from api.http.services import Services
 
 # How long a readiness probe waits for the store or NATS.
 READY_CHECK_TIMEOUT_S = 2.0
@@ -25,7 +26,7 @@ async def live() -> Health:
     return Health(status="ok")
 
 
-def ping_store(services: ServicesDep) -> None:
+def ping_store(services: Services) -> None:
     datastore: Any = services.ledger.recorder.datastore  # type: ignore[attr-defined]
     with datastore.get_connection() as conn:
         conn.execute("SELECT 1")

@@ -10,6 +10,7 @@ from typing import Any
 
 import msgspec
 import structlog
+from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.http.metrics import Metrics
@@ -39,7 +40,7 @@ def request_context(metrics_of: Any) -> Any:
 
     def middleware(app: ASGIApp) -> ASGIApp:
         async def handle(scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] != "http":
+            if scope["type"] != ScopeType.HTTP:
                 await app(scope, receive, send)
                 return
             headers = dict(scope.get("headers") or [])

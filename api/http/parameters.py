@@ -44,4 +44,4 @@ MinPosition = Annotated[
     ),
 ]
 
-SECURITY = [{"bearer": []}, {"apiKey": []}]
+SECURITY: list[dict[str, list[str]]] = [{"bearer": []}, {"apiKey": []}]

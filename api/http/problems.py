@@ -9,6 +9,7 @@ import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.types import ExceptionHandlersMap
 
 from ledger.errors import (
     AtomicBatchFailedError,
@@ -154,7 +155,7 @@ def handle_unexpected(request: Request[Any, Any, Any], error: Exception) -> Resp
     )
 
 
-EXCEPTION_HANDLERS: dict[type[Exception], Any] = {
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     LedgerError: handle_ledger_error,
     ApiError: handle_api_error,
     HTTPException: handle_http_exception,

@@ -17,6 +17,7 @@ from api.http.dependencies import PrincipalDep, ServicesDep
 from api.http.guards import operator_key, tenant_key
 from api.http.parameters import SECURITY, KeyIdParam, TenantIdParam
 from api.http.problems import responses
+from api.http.services import Services
 from ledger.commands import Envelope
 from ledger.errors import TenantNotFoundError
 from ledger.ids import check_tenant_id, tenant_aggregate_id
@@ -36,17 +37,17 @@ class ApiKeyList(msgspec.Struct, frozen=True, kw_only=True):
     items: list[ApiKeyView]
 
 
-def load_tenant(services: ServicesDep, tenant_id: str) -> Tenant:
+def load_tenant(services: Services, tenant_id: str) -> Tenant:
     """Runs in a thread: the tenant as committed, straight from the store."""
     try:
-        tenant = services.ledger.repository.get(tenant_aggregate_id(tenant_id))
+        tenant: Any = services.ledger.repository.get(tenant_aggregate_id(tenant_id))
     except AggregateNotFoundError:
         raise TenantNotFoundError(f"tenant {tenant_id} not found") from None
     assert isinstance(tenant, Tenant)
     return tenant
 
 
-async def list_keys(services: ServicesDep, tenant_id: str) -> ApiKeyList:
+async def list_keys(services: Services, tenant_id: str) -> ApiKeyList:
     check_tenant_id(tenant_id)
     tenant = await asyncio.to_thread(load_tenant, services, tenant_id)
     last_used = await asyncio.to_thread(services.key_usage.last_used, tenant_id)
@@ -58,16 +59,14 @@ async def list_keys(services: ServicesDep, tenant_id: str) -> ApiKeyList:
 
 
 async def create_key(
-    services: ServicesDep, tenant_id: str, command: CreateApiKey, key_id: str | None
+    services: Services, tenant_id: str, command: CreateApiKey, key_id: str | None
 ) -> Response[Any]:
     refuse_key_in_body(command)
     envelope = Envelope(tenant_id=tenant_id, command=command, key_id=key_id)
     return answer(await services.writer.submit(envelope))
 
 
-async def revoke_key(
-    services: ServicesDep, tenant_id: str, revoked: str, key_id: str | None
-) -> None:
+async def revoke_key(services: Services, tenant_id: str, revoked: str, key_id: str | None) -> None:
     command = RevokeApiKey(key_id=revoked)
     await services.writer.submit(Envelope(tenant_id=tenant_id, command=command, key_id=key_id))
     services.auth.forget()  # this replica at once; the others within AUTH_CACHE_TTL_S
