@@ -18,10 +18,24 @@ from typing import Any
 
 import structlog
 
+from api.settings import Settings
+
 log = structlog.get_logger("api.roles.embedded")
 
 # How long an embedded server may take to accept connections.
 STARTUP_TIMEOUT_S = 60
+
+
+def database_url(settings: Settings) -> str:
+    """The settings' PostgreSQL, else an embedded one under the data directory."""
+    if settings.database_url:
+        return settings.database_url
+    return start_postgres(settings.data_dir)
+
+
+def nats_url(settings: Settings) -> str:
+    """The settings' NATS, else an embedded one under the data directory."""
+    return settings.nats_url or start_nats(settings.data_dir)
 
 
 def start_postgres(data_dir: Path) -> str:

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from api.roles.cli import run_replay, run_verify
+from api.roles.replay import run_replay, run_verify
 from api.settings import Settings
 from ledger import commands as c
 from ledger.errors import LedgerError
