@@ -1,17 +1,23 @@
-"""Settings: one frozen struct, read from the LEDGER_* environment once, then passed down."""
+"""Settings: one frozen struct, read from the LEDGER_* environment once, then passed down.
+
+The top process reads them (`settings_from_env`, in the CLI's main); a child process gets its
+parent's, resolved, as one encoded struct (`encode_settings` / `decode_settings`, handed over
+by api/roles/child_settings.py), and never reads the environment.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
 DEFAULT_PORT = 8000
 
 
-class Settings(msgspec.Struct, frozen=True, kw_only=True):
+class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     database_url: str | None = None  # None: an embedded PostgreSQL under data_dir
     nats_url: str | None = None  # None: an embedded NATS under data_dir
     admin_key: str | None = None  # None: `make run` generates one and prints it
@@ -72,3 +78,29 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
         stream_name=get("STREAM_NAME") or "LEDGER",
         bench_endpoints=(get("BENCH_ENDPOINTS") or "no").lower() in ("1", "yes", "true", "on"),
     )
+
+
+def _encode_path(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    raise NotImplementedError(f"a setting of type {type(value).__name__} cannot be encoded")
+
+
+def _decode_path(kind: type, value: Any) -> Any:
+    if kind is Path and isinstance(value, str):
+        return Path(value)
+    raise NotImplementedError(f"a setting of type {kind.__name__} cannot be decoded")
+
+
+_encoder = msgspec.json.Encoder(enc_hook=_encode_path)
+_decoder = msgspec.json.Decoder(Settings, dec_hook=_decode_path)
+
+
+def encode_settings(settings: Settings) -> bytes:
+    """Every field, the data directory as a string: what a child decodes back."""
+    return _encoder.encode(settings)
+
+
+def decode_settings(encoded: bytes) -> Settings:
+    """Raises msgspec.DecodeError (a ValidationError on an unknown field or a wrong type)."""
+    return _decoder.decode(encoded)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+from api.roles.child_settings import settings_from_stdin
 from api.roles.demo import run_demo
 from api.roles.logs import configure_logging
 from api.roles.project import run_project
@@ -32,16 +33,26 @@ RUN_ON_EVENT_LOOP: dict[str, Callable[[Settings], Coroutine[Any, Any, None]]] = 
 
 
 def parser() -> argparse.ArgumentParser:
+    # Every sub-command that reads settings reads them from LEDGER_*, or, as a child of serve,
+    # from stdin (api/roles/child_settings.py).
+    settings_source = argparse.ArgumentParser(add_help=False)
+    settings_source.add_argument(
+        "--settings-from-stdin",
+        action="store_true",
+        help="read the settings, encoded, from stdin instead of LEDGER_* (serve's children)",
+    )
     root = argparse.ArgumentParser(prog="ledger", description="The credits ledger.")
     sub = root.add_subparsers(dest="command", required=True)
-    sub.add_parser("serve", help="run the HTTP API with its writer (embedded servers by default)")
-    sub.add_parser("demo", help="run a short scripted session against the ledger core")
-    sub.add_parser("project", help="run the read-model follower alone (standby if one is active)")
-    sub.add_parser("rebuild", help="drop the read models and rebuild them from position 0")
-    sub.add_parser("relay", help="run the NATS relay alone (standby if one is active)")
-    replay = sub.add_parser(
-        "replay", help="write a tenant's history as NDJSON, from the event store"
-    )
+
+    def command(name: str, summary: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=summary, parents=[settings_source])
+
+    command("serve", "run the HTTP API with its writer (embedded servers by default)")
+    command("demo", "run a short scripted session against the ledger core")
+    command("project", "run the read-model follower alone (standby if one is active)")
+    command("rebuild", "drop the read models and rebuild them from position 0")
+    command("relay", "run the NATS relay alone (standby if one is active)")
+    replay = command("replay", "write a tenant's history as NDJSON, from the event store")
     replay.add_argument("--tenant", required=True)
     replay.add_argument("--out", required=True, type=Path)
     verify = sub.add_parser("verify", help="recompute every balance of a replay file, offline")
@@ -53,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "verify":  # a file alone: no settings, no database
         return run_verify(args.file)
-    settings = settings_from_env()
+    # The environment is read here, once, by the top process; a child decodes its parent's.
+    settings = settings_from_stdin() if args.settings_from_stdin else settings_from_env()
     configure_logging(settings.log_format, settings.log_level)
     if args.command == "serve":
         serve(settings)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +20,6 @@ from api.http.key_usage import KeyUsage
 from api.http.metrics import Metrics
 from api.http.ratelimit import RateLimiter
 from api.http.services import Services
-from api.roles.supervisor import child_environ
 from api.roles.writer_process import WriterProcess
 from api.settings import Settings
 from events.relay import Relay
@@ -85,11 +83,7 @@ class Runtime:
         ledger = await asyncio.to_thread(Ledger, database_url, settings.schema)
         writer: Writer | WriterProcess
         if settings.writer_process:
-            writer = WriterProcess(
-                child_environ(
-                    os.environ, database_url=database_url, nats_url=None, schema=settings.schema
-                )
-            )
+            writer = WriterProcess(settings)
             await writer.start()
         else:
             writer = Writer(ledger)

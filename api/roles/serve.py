@@ -6,7 +6,6 @@ directory; they stop when this process exits, after everything else.
 
 from __future__ import annotations
 
-import os
 import secrets
 import signal
 import sys
@@ -17,7 +16,7 @@ from api.http.app import create_app
 from api.roles.database import ensure_schema
 from api.roles.embedded import database_url, nats_url
 from api.roles.garbage_collector import tune_collector
-from api.roles.supervisor import Supervisor, child_environ
+from api.roles.supervisor import Supervisor
 from api.settings import Settings
 from ledger.store.application import Ledger
 
@@ -64,10 +63,7 @@ def serve(settings: Settings) -> None:
         # read models' and the relay's tables each role creates itself: projections.schema's
         # DDL lock keeps them from racing.
         Ledger(url, settings.schema).close()
-        supervisor = Supervisor(
-            roles,
-            child_environ(os.environ, database_url=url, nats_url=nats, schema=settings.schema),
-        )
+        supervisor = Supervisor(roles, resolved)
         resolved = msgspec.structs.replace(
             resolved, writer_process=True, run_follower=False, run_relay=False
         )

@@ -3,7 +3,7 @@
 In one process the follower and the relay share the GIL with the HTTP event loop and the
 writer's thread; under load they took a third of its time (docs/BENCHMARKS.md). As children
 they run `ledger project` and `ledger relay`, the same roles a deployment runs on their own,
-with the resolved database and NATS URLs passed in their environment. A child that exits is
+with serve's resolved settings (its database and NATS URLs included) on their stdin. A child that exits is
 started again after a back-off; each holds its advisory lock, so a restart can never make two
 of a kind active. `stop()` sends SIGTERM and waits, so both store their positions first.
 """
@@ -18,10 +18,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import structlog
+
+from api.roles.child_settings import settings_pipe
+from api.settings import Settings, encode_settings
 
 log = structlog.get_logger("api.roles.supervisor")
 
@@ -50,7 +52,7 @@ class Child:
 @dataclass
 class Supervisor:
     roles: list[str]
-    environ: Mapping[str, str]
+    settings: Settings  # what each child gets, resolved: they never start servers of their own
     children: list[Child] = field(default_factory=list)
     _stopping: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -81,14 +83,18 @@ class Supervisor:
         log.info("background_roles_stopped", roles=self.roles)
 
     def _spawn(self, child: Child) -> None:
-        child.process = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
-            [sys.executable, "-m", "api", child.role],
-            env=dict(self.environ),
-            # Its own session: a Ctrl-C at the terminal reaches serve alone, which then stops
-            # the children in order. On Linux a child also gets SIGTERM if serve dies.
-            start_new_session=True,
-            preexec_fn=functools.partial(die_with_parent, os.getpid()),  # noqa: PLW1509 - prctl only
-        )
+        stdin = settings_pipe(encode_settings(self.settings))
+        try:
+            child.process = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
+                [sys.executable, "-m", "api", child.role, "--settings-from-stdin"],
+                stdin=stdin,
+                # Its own session: a Ctrl-C at the terminal reaches serve alone, which then stops
+                # the children in order. On Linux a child also gets SIGTERM if serve dies.
+                start_new_session=True,
+                preexec_fn=functools.partial(die_with_parent, os.getpid()),  # noqa: PLW1509 - prctl only
+            )
+        finally:
+            os.close(stdin)
         child.started_at = time.monotonic()
         log.info("background_role_started", role=child.role, pid=child.process.pid)
 
@@ -131,14 +137,3 @@ def die_with_parent(parent_pid: int) -> None:
         _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
         if os.getppid() != parent_pid:  # it died before prctl took effect
             os.kill(os.getpid(), signal.SIGTERM)
-
-
-def child_environ(
-    base: Mapping[str, str], *, database_url: str, nats_url: str | None, schema: str
-) -> dict[str, str]:
-    """The children's environment: the parent's, with the URLs it resolved (embedded servers
-    included), so they use the same store and NATS and never start servers of their own."""
-    environ = {**base, "LEDGER_DATABASE_URL": database_url, "LEDGER_DB_SCHEMA": schema}
-    if nats_url:
-        environ["LEDGER_NATS_URL"] = nats_url
-    return environ

@@ -30,13 +30,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
 import msgspec
 import structlog
 
+from api.roles.child_settings import settings_from_stdin, settings_pipe
 from api.roles.supervisor import (
     RESTART_BACKOFF_FIRST_S,
     RESTART_BACKOFF_MAX_S,
@@ -51,6 +52,7 @@ from api.roles.writer_wire import (
     encode_work,
     works_message,
 )
+from api.settings import Settings, encode_settings
 from ledger import commands as c
 from ledger.errors import LedgerError, UnavailableError
 from ledger.writer.writer import QUEUE_DEPTH_MAX, Submitting, Writer, check_commands, settle_future
@@ -82,11 +84,11 @@ class WriterProcess(Submitting):
 
     def __init__(
         self,
-        environ: Mapping[str, str],
+        settings: Settings,
         *,
         clock: Callable[[], datetime] = c.utc_now,
     ) -> None:
-        self.environ = dict(environ)
+        self.settings = settings  # what the child gets on its stdin: its store, its logs
         self.clock = clock
         self.process: subprocess.Popen[bytes] | None = None
         self.stats = Stats()  # the child's counters, as of its last answer
@@ -227,10 +229,11 @@ class WriterProcess(Submitting):
 
     async def _spawn(self) -> None:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        stdin = settings_pipe(encode_settings(self.settings))
         try:
             process = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
                 [sys.executable, "-m", "api.roles.writer_process", "--fd", str(child.fileno())],
-                env=self.environ,
+                stdin=stdin,
                 pass_fds=(child.fileno(),),
                 # Its own session: a Ctrl-C at the terminal reaches serve, which stops it in
                 # order. It ends when serve closes its side of the socket, which the kernel
@@ -242,6 +245,7 @@ class WriterProcess(Submitting):
             raise
         finally:
             child.close()
+            os.close(stdin)
         self.process = process
         self._started_at = time.monotonic()
         log.info("writer_process_started", pid=process.pid)
@@ -434,13 +438,12 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     from api.roles.garbage_collector import tune_collector  # noqa: PLC0415 - the child's imports only
     from api.roles.logs import configure_logging  # noqa: PLC0415
-    from api.settings import settings_from_env  # noqa: PLC0415
     from ledger.store.application import Ledger  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(prog="api.roles.writer_process")
     parser.add_argument("--fd", type=int, required=True, help="the inherited socket's descriptor")
     args = parser.parse_args(argv)
-    settings = settings_from_env()
+    settings = settings_from_stdin()  # its parent's, database URL included
     configure_logging(settings.log_format, settings.log_level)
     if not settings.database_url:
         log.error("writer_process_needs_database_url")

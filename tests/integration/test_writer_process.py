@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from api.roles.supervisor import child_environ
 from api.roles.writer_process import WriterProcess
+from api.settings import Settings
 from ledger import commands as c
 from ledger.accounts.handlers import Outcome
 from ledger.errors import (
@@ -35,9 +35,7 @@ RESTART_TIMEOUT_S = 30.0
 
 @contextlib.asynccontextmanager
 async def writer_process(database_url: str, schema: str) -> AsyncIterator[WriterProcess]:
-    remote = WriterProcess(
-        child_environ(os.environ, database_url=database_url, nats_url=None, schema=schema)
-    )
+    remote = WriterProcess(Settings(database_url=database_url, schema=schema))
     await remote.start()
     try:
         yield remote
@@ -101,9 +99,7 @@ async def test_the_child_answers_as_the_thread_does_values_and_errors_alike(
 async def test_stop_answers_every_command_accepted_before_the_child_exits(
     ledger: Ledger, writer: Writer, database_url: str, schema: str
 ) -> None:
-    remote = WriterProcess(
-        child_environ(os.environ, database_url=database_url, nats_url=None, schema=schema)
-    )
+    remote = WriterProcess(Settings(database_url=database_url, schema=schema))
     await remote.start()
     await open_funded(remote, T, {"ada": 10_000})  # type: ignore[arg-type]
     submitted = [asyncio.ensure_future(remote.submit(consume(1, f"s{i}"))) for i in range(2_000)]
