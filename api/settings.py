@@ -29,12 +29,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     log_level: str = "info"
     rate_limit_per_s: float = 2_000.0  # requests per second per API key, sustained
     rate_limit_burst: int = 4_000  # requests per API key at once
-    # `ledger serve` runs the follower and relay as its child processes (process) or as tasks
-    # on its own event loop (inline). create_app() always runs them inline when asked to.
+    # `ledger serve` runs the writer, the follower and the relay as its child processes
+    # (process) or as a thread and tasks of its own (inline). create_app() alone runs the
+    # follower and the relay inline when asked to (run_follower, run_relay).
     background: str = "process"
-    # The group-commit writer in a child process (api/writer_process.py), not a thread of the
-    # HTTP process: `ledger serve` sets it with LEDGER_BACKGROUND=process.
+    # Set by `ledger serve` with LEDGER_BACKGROUND=process, never read from the environment:
+    # the group-commit writer runs in a child process (api/roles/writer_process.py), not a
+    # thread, and these `ledger` sub-commands run as children too, all under the app's
+    # supervisor (api/roles/supervisor.py).
     writer_process: bool = False
+    child_roles: tuple[str, ...] = ()
     run_follower: bool = True  # project the read models in this process (`ledger project` alone)
     follower_batch_size: int = 2_000  # events per read-model transaction
     run_relay: bool = True  # publish entries to NATS from this process (`ledger relay` alone)

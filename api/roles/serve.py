@@ -16,9 +16,7 @@ from api.http.app import create_app
 from api.roles.database import ensure_schema
 from api.roles.embedded import database_url, nats_url
 from api.roles.garbage_collector import tune_collector
-from api.roles.supervisor import Supervisor
 from api.settings import Settings
-from ledger.store.application import Ledger
 
 # Seconds uvicorn gives in-flight requests to finish on shutdown (the writer drains after).
 GRACEFUL_SHUTDOWN_S = 30
@@ -38,51 +36,49 @@ def admin_key(settings: Settings) -> str:
     return key
 
 
-def serve(settings: Settings) -> None:
-    import uvicorn  # noqa: PLC0415 - only the serve role needs it
-
+def resolve_settings(settings: Settings) -> Settings:
+    """What serve runs with: its servers' URLs (embedded ones started), its admin key and,
+    with LEDGER_BACKGROUND=process, its roles as children of the app's supervisor."""
     url = database_url(settings)
     ensure_schema(url, settings.schema)
-    nats = nats_url(settings)
     resolved = msgspec.structs.replace(
-        settings, database_url=url, nats_url=nats, admin_key=admin_key(settings)
+        settings, database_url=url, nats_url=nats_url(settings), admin_key=admin_key(settings)
     )
+    if settings.background != "process":
+        return resolved
+    child_roles = tuple(
+        role
+        for role, on in (("project", settings.run_follower), ("relay", settings.run_relay))
+        if on
+    )
+    return msgspec.structs.replace(
+        resolved, writer_process=True, child_roles=child_roles, run_follower=False, run_relay=False
+    )
+
+
+def serve(settings: Settings) -> None:
+    """Runs until SIGINT or SIGTERM, then stops in order: the HTTP server stops accepting and
+    finishes the requests in flight; the app's lifespan stops the writer, which answers every
+    command it accepted, then the follower and the relay, which store their positions
+    (api/roles/runtime.py); last, at exit, the embedded servers."""
+    import uvicorn  # noqa: PLC0415 - only the serve role needs it
+
+    resolved = resolve_settings(settings)
     print(f"credits ledger on http://{settings.host}:{settings.port}", flush=True)
     print(f"  admin key: {resolved.admin_key}", flush=True)
-    print(f"  database:  {url}", flush=True)
-    print(f"  nats:      {nats}", flush=True)
+    print(f"  database:  {resolved.database_url}", flush=True)
+    print(f"  nats:      {resolved.nats_url}", flush=True)
     print(f"  API docs:  http://{settings.host}:{settings.port}/schema", flush=True)
-    supervisor = None
-    if settings.background == "process":
-        roles = [
-            role
-            for role, on in (("project", settings.run_follower), ("relay", settings.run_relay))
-            if on
-        ]
-        # The event store before the children, which read it from their first step. The
-        # read models' and the relay's tables each role creates itself: projections.schema's
-        # DDL lock keeps them from racing.
-        Ledger(url, settings.schema).close()
-        supervisor = Supervisor(roles, resolved)
-        resolved = msgspec.structs.replace(
-            resolved, writer_process=True, run_follower=False, run_relay=False
-        )
     app = create_app(resolved)
     tune_collector()
     # uvicorn re-raises the signal it stopped on; exit through Python so the embedded servers'
     # atexit handlers stop them.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    try:
-        if supervisor is not None:
-            supervisor.start()
-        uvicorn.run(
-            app,
-            host=settings.host,
-            port=settings.port,
-            log_config=None,
-            access_log=False,
-            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
-        )
-    finally:
-        if supervisor is not None:
-            supervisor.stop()  # before the embedded NATS and PostgreSQL stop
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+    )
