@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import structlog
 
@@ -40,13 +39,13 @@ def nats_url(settings: Settings) -> str:
 
 def start_postgres(data_dir: Path) -> str:
     """Starts (or reuses) PostgreSQL in data_dir/postgres and returns its URL."""
-    import pgserver  # noqa: PLC0415 - only the embedded default needs it
+    from pgserver.postgres_server import get_server  # noqa: PLC0415 - the embedded default only
 
     pgdata = (data_dir / "postgres").resolve()
     pgdata.mkdir(parents=True, exist_ok=True)
     forget_dead_handles(pgdata / ".handle_pids.json")
-    server: Any = pgserver.get_server(pgdata, cleanup_mode="stop")
-    url = str(server.get_uri())
+    server = get_server(pgdata, cleanup_mode="stop")
+    url = server.get_uri()
     log.info("embedded_postgres_started", pgdata=str(pgdata))
     return url
 
