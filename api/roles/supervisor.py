@@ -16,9 +16,9 @@ connects its socket). Everything runs on the app's event loop.
 - Restarts: a child that exits is started again after a back-off that doubles from 0.5 s to
   30 s and starts at 0.5 s again for a child that ran 60 s. The follower and the relay each
   hold an advisory lock, so a restart can never make two of a kind active.
-- Stopping: in the order the roles were added, each child gone before the next is asked. The
-  Runtime adds the writer first: it answers every command it accepted before the follower and
-  the relay get SIGTERM, on which each stores its position.
+- Stopping: stage by stage, every child of a stage gone before those of the next are asked.
+  The writer's stage comes first: it answers every command it accepted before the follower
+  and the relay, together, get SIGTERM, on which each stores its position.
 
 A later role is one more `ledger` sub-command: `supervisor.add(CommandRole("scheduler"))`
 (`ledger serve` lists the roles in `Settings.child_roles`).
@@ -59,6 +59,9 @@ RESTART_BACKOFF_RESET_AFTER_S = 60.0
 STOP_TIMEOUT_S = 15.0
 # How often a child that was asked to stop is looked at until it has.
 EXIT_POLL_S = 0.05
+# Stop stages: the writer drains before the roles that read what it wrote are asked to stop.
+WRITER_STOP_STAGE = 0
+READER_STOP_STAGE = 1
 # prctl(2) option: the signal a child gets when its parent dies.
 PR_SET_PDEATHSIG = 1
 
@@ -82,6 +85,12 @@ class Role(Protocol):
     @property
     def stop_timeout_s(self) -> float:
         """Seconds its child gets, once asked to stop, before it is killed."""
+        ...
+
+    @property
+    def stop_stage(self) -> int:
+        """When it stops: the children of a stage are asked together, once every child of the
+        stages before has exited."""
         ...
 
     def launch(self) -> AbstractContextManager[Launch]:
@@ -116,6 +125,7 @@ class CommandRole:
 
     name: str
     stop_timeout_s: float = STOP_TIMEOUT_S
+    stop_stage: int = READER_STOP_STAGE
 
     @contextlib.contextmanager
     def launch(self) -> Iterator[Launch]:
@@ -260,7 +270,7 @@ class Child:
 
 
 class Supervisor:
-    """The children of one process: started in order, watched, stopped in the same order."""
+    """The children of one process: started in order, watched, stopped stage by stage."""
 
     def __init__(self, settings: Settings) -> None:
         # What every child gets: these settings, resolved, with nothing for it to supervise.
@@ -276,7 +286,7 @@ class Supervisor:
         return [child.role.name for child in self._children]
 
     def add(self, role: Role) -> Child:
-        """Before start(). Children start, and stop, in the order they were added."""
+        """Before start(). Children start in the order they were added."""
         assert self._watching is None, "a role added after the supervisor started"
         child = Child(role)
         self._children.append(child)
@@ -296,13 +306,15 @@ class Supervisor:
             self._watching = asyncio.create_task(self._watch(), name="supervisor")
 
     async def stop(self) -> None:
-        """Stops watching, then stops each child in order (one stopped already, such as the
-        writer by its own stop(), is passed over)."""
+        """Stops watching, then stops the children stage by stage (one stopped already, such
+        as the writer by its own stop(), is passed over)."""
         self._stop_watching.set()
         if self._watching is not None:
             await self._watching
-        for child in self._children:
-            await child.stop()
+        for stage in sorted({child.role.stop_stage for child in self._children}):
+            await asyncio.gather(
+                *(child.stop() for child in self._children if child.role.stop_stage == stage)
+            )
         if self._children:
             log.info("background_roles_stopped", roles=self.roles)
 

@@ -39,7 +39,7 @@ import msgspec
 import structlog
 
 from api.roles.child_settings import settings_from_stdin
-from api.roles.supervisor import Launch, Supervisor
+from api.roles.supervisor import WRITER_STOP_STAGE, Launch, Supervisor
 from api.roles.writer_wire import (
     LENGTH_BYTES,
     Stats,
@@ -82,6 +82,7 @@ class WriterProcess(Submitting):
 
     name = "writer"  # its role in the supervisor's log lines
     stop_timeout_s = DRAIN_TIMEOUT_S
+    stop_stage = WRITER_STOP_STAGE  # before the follower and the relay
 
     def __init__(
         self,
