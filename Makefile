@@ -37,7 +37,7 @@ test-unit: install ## run the unit tests only (no I/O, seconds)
 bench: install ## issue 6's benchmark: the service under wrk, vs ceilings (BENCH_ARGS="--runs 1")
 	$(PY) tests/bench/run.py $(BENCH_ARGS)
 
-lint: install ## ruff (lint + format check) and mypy strict on ledger/, events/, projections/
+lint: install ## ruff (lint + format check) and mypy strict (pyproject.toml: [tool.mypy] files)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy

@@ -1,17 +1,23 @@
-"""Settings: one frozen struct, read from the LEDGER_* environment once, then passed down."""
+"""Settings: one frozen struct, read from the LEDGER_* environment once, then passed down.
+
+The top process reads them (`settings_from_env`, in the CLI's main); a child process gets its
+parent's, resolved, as one encoded struct (`encode_settings` / `decode_settings`, handed over
+by api/roles/child_settings.py), and never reads the environment.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
 DEFAULT_PORT = 8000
 
 
-class Settings(msgspec.Struct, frozen=True, kw_only=True):
+class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     database_url: str | None = None  # None: an embedded PostgreSQL under data_dir
     nats_url: str | None = None  # None: an embedded NATS under data_dir
     admin_key: str | None = None  # None: `make run` generates one and prints it
@@ -23,12 +29,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_level: str = "info"
     rate_limit_per_s: float = 2_000.0  # requests per second per API key, sustained
     rate_limit_burst: int = 4_000  # requests per API key at once
-    # `ledger serve` runs the follower and relay as its child processes (process) or as tasks
-    # on its own event loop (inline). create_app() always runs them inline when asked to.
+    # `ledger serve` runs the writer, the follower and the relay as its child processes
+    # (process) or as a thread and tasks of its own (inline). create_app() alone runs the
+    # follower and the relay inline when asked to (run_follower, run_relay).
     background: str = "process"
-    # The group-commit writer in a child process (api/writer_process.py), not a thread of the
-    # HTTP process: `ledger serve` sets it with LEDGER_BACKGROUND=process.
+    # Set by `ledger serve` with LEDGER_BACKGROUND=process, never read from the environment:
+    # the group-commit writer runs in a child process (api/roles/writer_process.py), not a
+    # thread, and these `ledger` sub-commands run as children too, all under the app's
+    # supervisor (api/roles/supervisor.py).
     writer_process: bool = False
+    child_roles: tuple[str, ...] = ()
     run_follower: bool = True  # project the read models in this process (`ledger project` alone)
     follower_batch_size: int = 2_000  # events per read-model transaction
     run_relay: bool = True  # publish entries to NATS from this process (`ledger relay` alone)
@@ -72,3 +82,29 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
         stream_name=get("STREAM_NAME") or "LEDGER",
         bench_endpoints=(get("BENCH_ENDPOINTS") or "no").lower() in ("1", "yes", "true", "on"),
     )
+
+
+def _encode_path(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    raise NotImplementedError(f"a setting of type {type(value).__name__} cannot be encoded")
+
+
+def _decode_path(kind: type, value: Any) -> Any:
+    if kind is Path and isinstance(value, str):
+        return Path(value)
+    raise NotImplementedError(f"a setting of type {kind.__name__} cannot be decoded")
+
+
+_encoder = msgspec.json.Encoder(enc_hook=_encode_path)
+_decoder = msgspec.json.Decoder(Settings, dec_hook=_decode_path)
+
+
+def encode_settings(settings: Settings) -> bytes:
+    """Every field, the data directory as a string: what a child decodes back."""
+    return _encoder.encode(settings)
+
+
+def decode_settings(encoded: bytes) -> Settings:
+    """Raises msgspec.DecodeError (a ValidationError on an unknown field or a wrong type)."""
+    return _decoder.decode(encoded)

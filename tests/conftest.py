@@ -25,7 +25,7 @@ def database_server_url() -> str:
 
 @pytest.fixture(scope="session")
 def database_url(database_server_url: str) -> Iterator[str]:
-    from api.roles.database import create_database, drop_database
+    from tests.databases import create_database, drop_database
 
     dbname = f"ledger_test_{os.getpid()}_{secrets.token_hex(4)}"
     url = create_database(database_server_url, dbname)

@@ -1,8 +1,6 @@
-"""Database housekeeping the service and the tests share: schemas and per-run databases."""
+"""Database housekeeping the service does before it starts: the schema it was told to use."""
 
 from __future__ import annotations
-
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
@@ -11,22 +9,3 @@ from psycopg import sql
 def ensure_schema(database_url: str, schema: str) -> None:
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
-
-
-def with_database(database_url: str, dbname: str) -> str:
-    parts = urlsplit(database_url)
-    return urlunsplit(parts._replace(path="/" + dbname))
-
-
-def create_database(server_url: str, dbname: str) -> str:
-    """Creates a database on the server of `server_url`; returns the new database's URL."""
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
-    return with_database(server_url, dbname)
-
-
-def drop_database(server_url: str, dbname: str) -> None:
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname))
-        )

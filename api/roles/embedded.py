@@ -14,9 +14,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import structlog
+
+from api.settings import Settings
 
 log = structlog.get_logger("api.roles.embedded")
 
@@ -24,15 +25,27 @@ log = structlog.get_logger("api.roles.embedded")
 STARTUP_TIMEOUT_S = 60
 
 
+def database_url(settings: Settings) -> str:
+    """The settings' PostgreSQL, else an embedded one under the data directory."""
+    if settings.database_url:
+        return settings.database_url
+    return start_postgres(settings.data_dir)
+
+
+def nats_url(settings: Settings) -> str:
+    """The settings' NATS, else an embedded one under the data directory."""
+    return settings.nats_url or start_nats(settings.data_dir)
+
+
 def start_postgres(data_dir: Path) -> str:
     """Starts (or reuses) PostgreSQL in data_dir/postgres and returns its URL."""
-    import pgserver  # noqa: PLC0415 - only the embedded default needs it
+    from pgserver.postgres_server import get_server  # noqa: PLC0415 - the embedded default only
 
     pgdata = (data_dir / "postgres").resolve()
     pgdata.mkdir(parents=True, exist_ok=True)
     forget_dead_handles(pgdata / ".handle_pids.json")
-    server: Any = pgserver.get_server(pgdata, cleanup_mode="stop")
-    url = str(server.get_uri())
+    server = get_server(pgdata, cleanup_mode="stop")
+    url = server.get_uri()
     log.info("embedded_postgres_started", pgdata=str(pgdata))
     return url
 

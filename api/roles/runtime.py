@@ -1,14 +1,16 @@
 """What runs while the service is up: the store, the writer, the follower, the relay, NATS.
 
-`Runtime.start(settings)` builds them in order; `stop()` takes them down in the reverse order,
-the writer first, so every command it accepted is answered before anything else closes.
+`Runtime.start(settings)`, in create_app's lifespan, builds them in order; `stop()` takes them
+down, the writer first, so every command it accepted is answered before anything else closes.
+The Runtime owns the supervisor of every child process (api/roles/supervisor.py): the writer's
+when `settings.writer_process`, and one per `settings.child_roles` (`ledger serve` with
+LEDGER_BACKGROUND=process: the follower and the relay).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +23,7 @@ from api.http.key_usage import KeyUsage
 from api.http.metrics import Metrics
 from api.http.ratelimit import RateLimiter
 from api.http.services import Services
-from api.roles.supervisor import child_environ
+from api.roles.supervisor import CommandRole, Supervisor
 from api.roles.writer_process import WriterProcess
 from api.settings import Settings
 from events.relay import Relay
@@ -76,6 +78,7 @@ def relay_connector(url: str) -> Callable[[], Awaitable[Any]]:
 class Runtime:
     services: Services
     pool: asyncpg.Pool
+    supervisor: Supervisor
     stop_background: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     nats_task: asyncio.Task[None] | None = None
@@ -84,17 +87,18 @@ class Runtime:
     async def start(cls, settings: Settings) -> Runtime:
         assert settings.database_url and settings.admin_key
         database_url = settings.database_url
+        # The event store before any child, which reads it from its first step. The read
+        # models' and the relay's tables each creates itself: projections.schema's DDL lock
+        # keeps them from racing.
         ledger = await asyncio.to_thread(Ledger, database_url, settings.schema)
-        writer: Submitting
-        if settings.writer_process:
-            writer = WriterProcess(
-                child_environ(
-                    os.environ, database_url=database_url, nats_url=None, schema=settings.schema
-                )
-            )
-            await writer.start()
-        else:
-            writer = Writer(ledger)
+        supervisor = Supervisor(settings)
+        writer: Submitting = (
+            WriterProcess(supervisor) if settings.writer_process else Writer(ledger)
+        )
+        for role in settings.child_roles:
+            supervisor.add(CommandRole(role))
+        await supervisor.start()  # the writer's child first, ready; raises if it cannot be
+        if isinstance(writer, Writer):
             writer.start()
         key_usage = KeyUsage(ledger)
         await asyncio.to_thread(key_usage.create_table)
@@ -119,7 +123,7 @@ class Runtime:
         mapper = new_mapper()
         services = Services(settings, ledger, writer, auth, key_usage, metrics, mapper)
         pool = await asyncpg.create_pool(database_url, min_size=1, max_size=READ_POOL_SIZE_MAX)
-        runtime = cls(services=services, pool=pool)
+        runtime = cls(services=services, pool=pool, supervisor=supervisor)
         follower = Follower(
             database_url, settings.schema, mapper, batch_size_max=settings.follower_batch_size
         )
@@ -146,6 +150,7 @@ class Runtime:
     async def stop(self) -> None:
         services = self.services
         await services.writer.stop()  # answers every accepted command first
+        await self.supervisor.stop()  # then the other children: each stores its position
         self.stop_background.set()
         for task in self.tasks:
             await task

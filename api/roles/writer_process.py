@@ -6,15 +6,17 @@ loop its HTTP work (~200 µs) plus the writer's (~70-100 µs), on one core of tw
 cores. `WriterProcess` is what the routes call: the same `submit`, `submit_atomic` and
 `submit_each` as `ledger.writer.Writer`, and the same rule, every answer means committed.
 
-The two talk over a socket pair the parent makes (no path on disk, no port), in the messages
-of api/writer_wire.py: works from the parent (commands checked already), each loop turn's in
-one message; answers from the child, one message per committed batch. The child's first
-message, with no answers, says it is ready.
+The two talk over a socket pair the parent makes for each child (no path on disk, no port), in
+the messages of api/roles/writer_wire.py: works from the parent (commands checked already),
+each loop turn's in one message; answers from the child, one message per committed batch. The
+child's first message, with no answers, says it is ready.
 
-If the child dies, every command it had not answered fails with `unavailable` (the outcome is
-unknown: a retry with the same Idempotency-Key settles it), and it is started again after a
-back-off, as the supervisor does for the follower and the relay. `stop()` closes the parent's
-side for writing; the child answers every command it accepted, then exits.
+`WriterProcess` is the writer's role in the app's supervisor (api/roles/supervisor.py), which
+starts its child, starts it again after the back-off when it dies, and stops it; this module
+keeps the connection. If the child dies, every command it had not answered fails with
+`unavailable` (the outcome is unknown: a retry with the same Idempotency-Key settles it).
+`stop()` closes the parent's side for writing; the child answers every command it accepted,
+then exits.
 """
 
 from __future__ import annotations
@@ -29,19 +31,15 @@ import socket
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
 import msgspec
 import structlog
 
-from api.roles.supervisor import (
-    RESTART_BACKOFF_FIRST_S,
-    RESTART_BACKOFF_MAX_S,
-    RESTART_BACKOFF_RESET_AFTER_S,
-)
+from api.roles.child_settings import settings_from_stdin
+from api.roles.supervisor import WRITER_STOP_STAGE, Launch, Supervisor
 from api.roles.writer_wire import (
     LENGTH_BYTES,
     Stats,
@@ -70,33 +68,38 @@ FRAME_COMMANDS_MAX = 1_000
 FRAME_BYTES_BUDGET = 4 * 1024 * 1024
 # Bytes the child reads from the socket at once.
 RECEIVE_BYTES = 1024 * 1024
-# Seconds the parent waits for a new child to say it is ready before giving up on the start.
+# Seconds the parent waits for its first child to say it is ready before the service gives up.
 READY_TIMEOUT_S = 60.0
-# Seconds the parent waits, on stop, for the child to answer what it accepted and exit.
+# Seconds the child gets, on stop, to answer what it accepted and exit (then it is killed).
 DRAIN_TIMEOUT_S = 30.0
+# Seconds a child whose connection ended gets to exit of itself before it is killed.
+LOST_EXIT_TIMEOUT_S = 5.0
 
 
 # ------------------------------------------------------------------------------ the parent
 
 
 class WriterProcess(Submitting):
-    """The writer, run in a child process; used like `ledger.writer.Writer`."""
+    """The writer, run in a child process of `supervisor`; used like `ledger.writer.Writer`."""
+
+    name = "writer"  # its role in the supervisor's log lines
+    stop_timeout_s = DRAIN_TIMEOUT_S
+    stop_stage = WRITER_STOP_STAGE  # before the follower and the relay
 
     def __init__(
         self,
-        environ: Mapping[str, str],
+        supervisor: Supervisor,
         *,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
-        self.environ = dict(environ)
         self.clock = clock
-        self.process: subprocess.Popen[bytes] | None = None
+        self.process: subprocess.Popen[bytes] | None = None  # the last child started
         self.stats = Stats()  # the child's counters, as of its last answer
         self._earlier = Stats()  # counted by children that died
-        self.restarts = 0  # children that died and were started again
+        self.restarts = 0  # children that died (each is started again)
+        self._socket: socket.socket | None = None  # this side's, from launch() to launched()
         self._stream: asyncio.StreamWriter | None = None
         self._reader: asyncio.Task[None] | None = None
-        self._restart: asyncio.Task[None] | None = None
         self._ready: asyncio.Future[None] | None = None
         self._pending: dict[int, tuple[asyncio.Future[Any], int]] = {}
         self._depth = 0
@@ -106,8 +109,8 @@ class WriterProcess(Submitting):
         self._outbox_bytes = 0
         self._flush_scheduled = False
         self._stopping = False
-        self._started_at = 0.0
-        self._backoff_s = RESTART_BACKOFF_FIRST_S
+        self._unanswered = 0  # commands the last connection to end left unanswered
+        self._child = supervisor.add(self)
 
     @property
     def totals(self) -> Stats:
@@ -158,38 +161,10 @@ class WriterProcess(Submitting):
             and ready.exception() is None
         )
 
-    async def start(self) -> None:
-        """Starts the child and waits until it is ready (its store is reachable)."""
-        await self._spawn()
-        assert self._ready is not None
-        try:
-            async with asyncio.timeout(READY_TIMEOUT_S):
-                await self._ready
-        except BaseException:
-            await self.stop()
-            raise
-
     async def stop(self) -> None:
-        """Every command already accepted is answered; then the child exits."""
+        """Every command already accepted is answered; then the child exits, for good."""
         self._stopping = True
-        if self._restart is not None:
-            self._restart.cancel()
-        self._flush()
-        if self._stream is not None:
-            with contextlib.suppress(OSError, RuntimeError):
-                self._stream.write_eof()
-        if self._reader is not None:
-            try:
-                async with asyncio.timeout(DRAIN_TIMEOUT_S):
-                    await asyncio.shield(self._reader)
-            except TimeoutError:
-                log.error("writer_process_drain_timed_out", pending=len(self._pending))
-        await self._reap(DRAIN_TIMEOUT_S)
-        if self._reader is not None and not self._reader.done():
-            # Killed: its socket is closed now, so the reader ends and fails what is left.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(DRAIN_TIMEOUT_S):
-                    await asyncio.shield(self._reader)
+        await self._child.stop()
 
     def _enqueue(self, commands: Sequence[Envelope[Any]], *, atomic: bool) -> asyncio.Future[Any]:
         check_commands(commands, atomic=atomic, now=self.clock())  # bad input: 400 whatever else
@@ -227,36 +202,77 @@ class WriterProcess(Submitting):
         if self._stream is not None:
             self._stream.write(works_message(outbox))
 
-    async def _spawn(self) -> None:
+    # The writer's role in the supervisor (api.roles.supervisor.Role).
+
+    @contextlib.contextmanager
+    def launch(self) -> Iterator[Launch]:
+        """A new socket pair: the child inherits one end, by its descriptor's number."""
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            process = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
-                [sys.executable, "-m", "api.roles.writer_process", "--fd", str(child.fileno())],
-                env=self.environ,
-                pass_fds=(child.fileno(),),
-                # Its own session: a Ctrl-C at the terminal reaches serve, which stops it in
-                # order. It ends when serve closes its side of the socket, which the kernel
-                # does if serve dies: no death signal needed.
-                start_new_session=True,
-            )
-        except BaseException:
-            parent.close()
-            raise
-        finally:
-            child.close()
+        with child:  # the child process has its own copy once it is started
+            try:
+                yield Launch(
+                    [sys.executable, "-m", "api.roles.writer_process", "--fd", str(child.fileno())],
+                    pass_fds=(child.fileno(),),
+                )
+            except BaseException:
+                parent.close()
+                raise
+        self._socket = parent
+
+    async def launched(self, process: subprocess.Popen[bytes]) -> None:
+        """Connects to the new child. It ends when this side of the socket closes: serve
+        stopping, or dying (the kernel closes it); it ignores SIGTERM, the death signal too."""
+        sock, self._socket = self._socket, None
+        assert sock is not None, "launched() without launch()"
         self.process = process
-        self._started_at = time.monotonic()
-        log.info("writer_process_started", pid=process.pid)
         try:
-            reader, stream = await asyncio.open_unix_connection(sock=parent, limit=RECEIVE_BYTES)
-        except BaseException:  # cancelled by stop(), or out of descriptors: no child left over
-            parent.close()
-            process.kill()
-            await asyncio.to_thread(process.wait)
+            reader, stream = await asyncio.open_unix_connection(sock=sock, limit=RECEIVE_BYTES)
+        except BaseException:  # out of descriptors, say: the supervisor kills the child
+            sock.close()
             raise
         self._stream = stream
         self._ready = asyncio.get_running_loop().create_future()
         self._reader = asyncio.create_task(self._read(reader, self._ready))
+        log.info("writer_process_started", pid=process.pid)
+
+    async def wait_ready(self) -> None:
+        """Until the child says it is ready (its store is reachable)."""
+        assert self._ready is not None, "wait_ready() before the child started"
+        async with asyncio.timeout(READY_TIMEOUT_S):
+            await self._ready
+
+    def ask_to_stop(self, process: subprocess.Popen[bytes]) -> None:
+        """Closes this side for writing, after the last queued command: the child answers
+        every command it accepted, then exits."""
+        self._stopping = True
+        self._flush()
+        if self._stream is not None:
+            with contextlib.suppress(OSError, RuntimeError):
+                self._stream.write_eof()
+
+    async def exited(self, returncode: int | None, *, stopped: bool) -> None:
+        """Its child exited: every answer it sent is read first."""
+        await self._read_to_the_end()
+        if stopped:
+            log.info("writer_process_stopped", returncode=returncode)
+        else:
+            self.restarts += 1
+            log.error("writer_process_exited", returncode=returncode, unanswered=self._unanswered)
+
+    async def _read_to_the_end(self) -> None:
+        reader = self._reader
+        if reader is None or reader.done():
+            return
+        try:
+            async with asyncio.timeout(DRAIN_TIMEOUT_S):
+                await asyncio.shield(reader)
+        except TimeoutError:  # the socket outlived the child: fail what is left
+            log.error("writer_process_drain_timed_out", pending=len(self._pending))
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+
+    # The connection.
 
     async def _read(self, reader: asyncio.StreamReader, ready: asyncio.Future[None]) -> None:
         try:
@@ -275,7 +291,7 @@ class WriterProcess(Submitting):
         except Exception:
             log.exception("writer_process_read_failed")
         finally:
-            await self._lost(ready)
+            self._lost(ready)
 
     def _answer(self, answers: list[tuple[int, Any]]) -> None:
         for token, result in answers:
@@ -286,14 +302,16 @@ class WriterProcess(Submitting):
             self._depth -= count
             settle_future(future, result)
 
-    async def _lost(self, ready: asyncio.Future[None]) -> None:
-        """The connection ended: fail what is unanswered, reap the child, restart it."""
+    def _lost(self, ready: asyncio.Future[None]) -> None:
+        """The connection ended: fail what is unanswered; the child is to exit now (if it has
+        not), and the supervisor starts another."""
         stream, self._stream = self._stream, None
         if stream is not None:
             stream.close()
         self._outbox = []
         self._outbox_commands = self._outbox_bytes = 0
         pending, self._pending, self._depth = self._pending, {}, 0
+        self._unanswered = len(pending)
         self._earlier, self.stats = self.totals, Stats()
         lost = UnavailableError(
             "the writer stopped before answering; the outcome is unknown: "
@@ -302,48 +320,11 @@ class WriterProcess(Submitting):
         for future, _count in pending.values():
             if not future.done():
                 future.set_exception(lost)
-        returncode = await self._reap(DRAIN_TIMEOUT_S if self._stopping else 5.0)
         if not ready.done():
-            ready.set_exception(RuntimeError(f"the writer process exited ({returncode})"))
+            ready.set_exception(RuntimeError("the writer process ended before it was ready"))
             ready.exception()  # retrieved: after a restart nobody awaits it
-        if self._stopping:
-            log.info("writer_process_stopped", returncode=returncode)
-            return
-        if time.monotonic() - self._started_at > RESTART_BACKOFF_RESET_AFTER_S:
-            self._backoff_s = RESTART_BACKOFF_FIRST_S
-        log.error(
-            "writer_process_exited",
-            returncode=returncode,
-            unanswered=len(pending),
-            restart_in_s=self._backoff_s,
-        )
-        self.restarts += 1
-        delay, self._backoff_s = self._backoff_s, min(self._backoff_s * 2, RESTART_BACKOFF_MAX_S)
-        self._restart = asyncio.create_task(self._restart_after(delay))
-
-    async def _restart_after(self, delay: float) -> None:
-        while not self._stopping:
-            await asyncio.sleep(delay)
-            if self._stopping:
-                return
-            try:
-                await self._spawn()
-                return
-            except Exception:  # EAGAIN, ENOMEM: log it, try again later
-                log.exception("writer_process_spawn_failed")
-                delay = min(delay * 2, RESTART_BACKOFF_MAX_S)
-
-    async def _reap(self, timeout_s: float) -> int | None:
-        """Waits for the child to exit; kills it if it does not in time."""
-        process = self.process
-        if process is None:
-            return None
-        try:
-            return await asyncio.to_thread(process.wait, timeout_s)
-        except subprocess.TimeoutExpired:
-            log.error("writer_process_killed", pid=process.pid)
-            process.kill()
-            return await asyncio.to_thread(process.wait)
+        if not self._stopping:
+            self._child.expect_exit(LOST_EXIT_TIMEOUT_S)
 
 
 # ------------------------------------------------------------------------------- the child
@@ -436,13 +417,12 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     from api.roles.garbage_collector import tune_collector  # noqa: PLC0415 - the child's imports only
     from api.roles.logs import configure_logging  # noqa: PLC0415
-    from api.settings import settings_from_env  # noqa: PLC0415
     from ledger.store.application import Ledger  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(prog="api.roles.writer_process")
     parser.add_argument("--fd", type=int, required=True, help="the inherited socket's descriptor")
     args = parser.parse_args(argv)
-    settings = settings_from_env()
+    settings = settings_from_stdin()  # its parent's, database URL included
     configure_logging(settings.log_format, settings.log_level)
     if not settings.database_url:
         log.error("writer_process_needs_database_url")

@@ -292,6 +292,20 @@ async def test_serve_starts_one_project_child_and_one_relay_child_and_a_consume_
     )
 
 
+async def test_serve_hands_each_child_its_settings_on_a_pipe_never_on_the_command_line(
+    serve: Serve, database_url: str
+) -> None:
+    children = await eventually(
+        lambda: len(serve.children()) == 3 and serve.children(), CHILD_TIMEOUT_S, "three children"
+    )
+    serve_stdin = os.readlink(f"/proc/{serve.process.pid}/fd/0")
+    for pid in children:
+        command_line = " ".join(_argv(pid))
+        assert ADMIN_KEY not in command_line and database_url not in command_line
+        stdin = os.readlink(f"/proc/{pid}/fd/0")
+        assert stdin.startswith("pipe:") and stdin != serve_stdin
+
+
 async def test_a_killed_project_child_is_started_again_and_later_consumes_reach_the_read_model(
     serve: Serve,
 ) -> None:

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from api.roles.cli import run_replay, run_verify
+from api.roles.replay import run_replay, run_verify
 from api.settings import Settings
 from ledger.accounts.stored_entries import FIELDS_NOT_DECODED, decode_entries, entries_of_rows
 from ledger.errors import LedgerError

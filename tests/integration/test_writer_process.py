@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
-from api.roles.supervisor import child_environ
+from api.roles.supervisor import Supervisor
 from api.roles.writer_process import WriterProcess
+from api.settings import Settings
 from ledger.errors import (
     AtomicBatchFailedError,
     InsufficientCreditsError,
@@ -35,14 +36,14 @@ RESTART_TIMEOUT_S = 30.0
 
 @contextlib.asynccontextmanager
 async def writer_process(database_url: str, schema: str) -> AsyncIterator[WriterProcess]:
-    remote = WriterProcess(
-        child_environ(os.environ, database_url=database_url, nats_url=None, schema=schema)
-    )
-    await remote.start()
+    """The writer's child under a supervisor of its own, as the app's Runtime runs it."""
+    supervisor = Supervisor(Settings(database_url=database_url, schema=schema))
+    remote = WriterProcess(supervisor)
+    await supervisor.start()
     try:
         yield remote
     finally:
-        await remote.stop()
+        await supervisor.stop()
 
 
 def consume(amount: int, key: str | None = None, account_id: str = "ada") -> c.ConsumeCredits:
@@ -101,10 +102,9 @@ async def test_the_child_answers_as_the_thread_does_values_and_errors_alike(
 async def test_stop_answers_every_command_accepted_before_the_child_exits(
     ledger: Ledger, writer: Writer, database_url: str, schema: str
 ) -> None:
-    remote = WriterProcess(
-        child_environ(os.environ, database_url=database_url, nats_url=None, schema=schema)
-    )
-    await remote.start()
+    supervisor = Supervisor(Settings(database_url=database_url, schema=schema))
+    remote = WriterProcess(supervisor)
+    await supervisor.start()
     await open_funded(remote, T, {"ada": 10_000})  # type: ignore[arg-type]
     submitted = [asyncio.ensure_future(remote.submit(consume(1, f"s{i}"))) for i in range(2_000)]
     await asyncio.sleep(0)  # the submissions are queued in this process, not yet sent
@@ -115,6 +115,7 @@ async def test_stop_answers_every_command_accepted_before_the_child_exits(
     assert await balance(writer, T, "ada") == 10_000 - 2_000
     with pytest.raises(UnavailableError):  # stopped: nothing more is accepted
         await remote.submit(consume(1))
+    await supervisor.stop()
 
 
 async def test_a_killed_child_loses_nothing_acknowledged_and_a_retry_applies_nothing_twice(
