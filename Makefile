@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
 
-.PHONY: help install run demo test test-unit bench lint format lock clean
+.PHONY: help install run demo test test-unit test-faults bench lint format lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -33,6 +33,9 @@ test: install ## run the whole suite (LEDGER_TEST_DATABASE_URL, else an embedded
 
 test-unit: install ## run the unit tests only (no I/O, seconds)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+test-faults: install ## issue 18's fault suite: kill -9, restarts and outages on real processes (~8 min)
+	$(PY) -m pytest tests/faults $(PYTEST_ARGS)
 
 bench: install ## issue 6's benchmark: the service under wrk, vs ceilings (BENCH_ARGS="--runs 1")
 	$(PY) tests/bench/run.py $(BENCH_ARGS)
