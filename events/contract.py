@@ -1,4 +1,4 @@
-"""The public event contract on NATS (API.md, "NATS (JetStream)"), versioned.
+"""The public event contract on NATS (docs/api.md, "NATS (JetStream)"), versioned.
 
 `ledger.entry.v1`: one message per entry, `{"schema": "ledger.entry.v1", "tenant_id": ...,
 ...Entry}`. `ledger.low_balance.v1`: the same fields, when `available` drops below the tenant's

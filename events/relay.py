@@ -1,4 +1,4 @@
-"""The relay: every committed entry to NATS JetStream, in ledger order (DESIGN.md decision 6).
+"""The relay: every committed entry to NATS JetStream, in ledger order (docs/architecture.md decision 6).
 
 PostgreSQL is the record; NATS is a copy. The relay is a consumer of the event store's tailer
 (projections/tailer.py), handed only the Account's events after its stored position: for each

@@ -1,4 +1,4 @@
-"""Subjects: `ledger.<tenant_id>.<account_token>.<type>` (API.md).
+"""Subjects: `ledger.<tenant_id>.<account_token>.<type>` (docs/api.md).
 
 `account_token` is the account id with `%`, `.`, `*`, `>` and whitespace percent-encoded, so
 any account id is exactly one subject token and wildcards in it mean nothing.

@@ -1,4 +1,4 @@
-"""Operating errors of the ledger. Each maps to one problem `code` of API.md."""
+"""Operating errors of the ledger. Each maps to one problem `code` of docs/api.md."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 from datetime import timedelta
 
-# One command moves at most this many credits (API.md: 1 <= amount <= 10^15).
+# One command moves at most this many credits (docs/api.md: 1 <= amount <= 10^15).
 AMOUNT_MAX = 10**15
 # Balances and lot sizes stay inside a signed 64-bit column of the read models.
 BALANCE_MAX = 10**18
@@ -12,7 +12,7 @@ OVERDRAFT_LIMIT_MAX = AMOUNT_MAX
 LOTS_PER_ACCOUNT_MAX = 1_000
 # Active holds per account: same reason.
 ACTIVE_HOLDS_PER_ACCOUNT_MAX = 1_000
-# Hold lifetime (API.md: default 300 s, max 86,400 s).
+# Hold lifetime (docs/api.md: default 300 s, max 86,400 s).
 HOLD_EXPIRES_IN_S_DEFAULT = 300
 HOLD_EXPIRES_IN_S_MAX = 86_400
 # Lower "priority" burns first; the default sits in the middle of the range.

@@ -23,13 +23,16 @@ T = TypeVar("T", bound=type)
 
 
 def stored_as(module: str) -> Callable[[T], T]:
-    """Pins the topics of an aggregate class and of every event class nested in it to
-    `<module>:<qualified name>`."""
+    """Pins the topic of an aggregate class to `<module>:<its name>`, and of each event class
+    it holds to `<module>:<its name>.<the event's attribute name>`: the names the library
+    gave them when they were nested in the aggregate's body in that module."""
 
     def pin(aggregate_class: T) -> T:
-        classes: list[type] = [aggregate_class, *nested_event_classes(aggregate_class)]
-        for cls in classes:
-            topic = f"{module}:{cls.__qualname__}"
+        name = aggregate_class.__name__
+        classes: list[tuple[str, type]] = [(f"{module}:{name}", aggregate_class)]
+        for attribute, event_class in event_classes_of(aggregate_class).items():
+            classes.append((f"{module}:{name}.{attribute}", event_class))
+        for topic, cls in classes:
             cls.TOPIC = topic  # type: ignore[attr-defined]
             register_topic(topic, cls)
         return aggregate_class
@@ -37,11 +40,11 @@ def stored_as(module: str) -> Callable[[T], T]:
     return pin
 
 
-def nested_event_classes(cls: type) -> list[type]:
-    """The event classes defined in an aggregate's body (the library adds some of its own,
-    such as `Created` and `Event`, which are stored under topics too)."""
-    return [
-        value
-        for value in vars(cls).values()
+def event_classes_of(cls: type) -> dict[str, type]:
+    """The event classes an aggregate holds, by attribute name (the library adds some of its
+    own, such as `Created` and `Event`, which are stored under topics too)."""
+    return {
+        attribute: value
+        for attribute, value in vars(cls).items()
         if inspect.isclass(value) and issubclass(value, DomainEvent)
-    ]
+    }

@@ -26,7 +26,7 @@ from ledger.areas import REGISTRY
 
 log = structlog.get_logger("api.http.app")
 
-# API.md: bodies over 1 MiB are refused with 413.
+# docs/api.md: bodies over 1 MiB are refused with 413.
 REQUEST_BODY_BYTES_MAX = 1024 * 1024
 
 

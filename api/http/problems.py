@@ -1,4 +1,4 @@
-"""RFC 9457 problem details: every error the API answers, with the stable codes of API.md."""
+"""RFC 9457 problem details: every error the API answers, with the stable codes of docs/api.md."""
 
 from __future__ import annotations
 

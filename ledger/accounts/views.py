@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 
 from ledger.accounts.account import Account
+from ledger.accounts.account_events import AccountEvent, Opened
 from ledger.accounts.holds import HoldRecord
 from ledger.ids import entry_id
 
@@ -110,7 +111,7 @@ def entry_fields(event_class: type[Any]) -> tuple[str, ...]:
     return tuple(name for name in ENTRY_FIELDS if name in names)
 
 
-def entry_from_event(event: Account.Event | Account.Opened, position: int = 0) -> Entry:
+def entry_from_event(event: AccountEvent | Opened, position: int = 0) -> Entry:
     """The public entry of one account event; needs nothing but the event."""
     state = vars(event)
     optional = {name: state[name] for name in entry_fields(type(event)) if name in state}

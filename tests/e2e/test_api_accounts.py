@@ -1,4 +1,4 @@
-"""Accounts and commands over HTTP, as API.md states them: each rule holds with the writer as
+"""Accounts and commands over HTTP, as docs/api.md states them: each rule holds with the writer as
 a thread of the HTTP process (create_app's default) and as a child process (`ledger serve`)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Every error code of API.md, each as a problem+json with its stable code."""
+"""Every error code of docs/api.md, each as a problem+json with its stable code."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from api.embedded import free_port
+from api.roles.embedded import free_port
 from tests.faults.serve import Serve
 
 ACCOUNTS = 8

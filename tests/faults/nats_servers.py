@@ -15,7 +15,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from api.embedded import free_port, nats_server_binary
+from api.roles.embedded import free_port, nats_server_binary
 
 # How long a node may take to answer /healthz (JetStream ready, cluster formed) after start.
 READY_TIMEOUT_S = 30.0

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import psycopg
 
-from api.embedded import free_port
+from api.roles.embedded import free_port
 
 # As root, PostgreSQL refuses to run; pgserver runs it as this user (and creates it).
 SYSTEM_USER_WHEN_ROOT = "pgserver"

@@ -15,9 +15,9 @@ from pathlib import Path
 SERVE_COMMAND = ["-m", "api", "serve"]
 ROLE_COMMAND_LINES: dict[str, list[str]] = {
     "serve": SERVE_COMMAND,
-    "writer": ["-m", "api.writer_process"],
-    "follower": ["-m", "api.cli", "project"],
-    "relay": ["-m", "api.cli", "relay"],
+    "writer": ["-m", "api.roles.writer_process"],
+    "follower": ["-m", "api", "project"],
+    "relay": ["-m", "api", "relay"],
 }
 # The JSON log events in which `serve` names the pid of a child it started.
 STARTED_EVENTS = ("background_role_started", "writer_process_started")

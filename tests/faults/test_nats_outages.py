@@ -2,7 +2,7 @@
 duplicate window, or one node of three under an R3 stream lost for good.
 
 Commands go on committing (NATS is not on their path) and readiness stays 200 (a NATS outage
-alone is reported in its body, API.md); afterwards the stream holds every entry exactly once,
+alone is reported in its body, docs/api.md); afterwards the stream holds every entry exactly once,
 in order per account: the relay resumes from its position, and JetStream's duplicate window
 cannot be what keeps a re-sent entry out once the outage outlasts it."""
 

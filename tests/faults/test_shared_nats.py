@@ -1,6 +1,6 @@
 """Two deployments on one NATS server, the second started while the first is mid-burst.
 
-Each has its own database, stream name and subject prefix (API.md: a configured prefix
+Each has its own database, stream name and subject prefix (docs/api.md: a configured prefix
 replaces the first token, `ledger`). The second joining must not disturb the first, and each
 stream must hold every entry of its own deployment once, and nothing of the other's."""
 

@@ -1,5 +1,5 @@
 """The relay on real PostgreSQL and a real NATS server: every position, in order, exactly the
-payload of API.md, through crashes and outages."""
+payload of docs/api.md, through crashes and outages."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The rules of accounts, lots, holds, refunds and expiry (API.md), through the real handlers."""
+"""The rules of accounts, lots, holds, refunds and expiry (docs/api.md), through the real handlers."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Idempotency keys (API.md): same request replays, a different one is refused, a rejected one
+"""Idempotency keys (docs/api.md): same request replays, a different one is refused, a rejected one
 does not use the key up."""
 
 from __future__ import annotations
