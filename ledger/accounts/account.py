@@ -18,6 +18,7 @@ from eventsourcing.domain import TZINFO, Aggregate
 
 from ledger.accounts import account_events as events
 from ledger.accounts.account_events import TOTAL_NAMES, AccountState, ActiveHold
+from ledger.accounts.holds import CaptureUsage
 from ledger.accounts.lots import (
     OVERDRAFT_LOT_ID,
     Draw,
@@ -262,6 +263,8 @@ class Account(AccountState, Aggregate):
         hold_id: str,
         amount: int,
         operation: str,
+        resource: str | None,
+        user_id: str | None,
         expires_at: datetime,
         metadata: dict[str, Any],
         overdraft_limit: int,
@@ -280,6 +283,8 @@ class Account(AccountState, Aggregate):
             expires_at=expires_at,
             metadata=metadata,
             reservations=plan_draws(self.lots, amount),
+            resource=resource,
+            user_id=user_id,
         )
 
     def active_hold(self, hold_id: str) -> ActiveHold:
@@ -288,7 +293,11 @@ class Account(AccountState, Aggregate):
             raise HoldNotActiveError(f"hold {hold_id} is not active")
         return hold
 
-    def capture_hold(self, *, hold_id: str, amount: int, consumption_id: str) -> None:
+    def capture_hold(
+        self, *, hold_id: str, amount: int, consumption_id: str, usage: CaptureUsage
+    ) -> None:
+        """Takes `amount` of the hold; `usage` is what its entry says the credits paid for
+        (the hold's, with what the capture gave of its own)."""
         hold = self.active_hold(hold_id)
         if amount > hold.amount:
             raise HoldNotActiveError(f"capture of {amount} exceeds the {hold.amount} held")
@@ -299,9 +308,12 @@ class Account(AccountState, Aggregate):
             hold_id=hold_id,
             hold_amount=hold.amount,
             consumption_id=consumption_id,
-            operation=hold.operation,
+            operation=usage.operation,
             draws=draws,
             drawn_lots=self.drawn_lots(draws),
+            resource=usage.resource,
+            user_id=usage.user_id,
+            metadata=usage.metadata,
         )
 
     def release_hold(self, *, hold_id: str) -> None:

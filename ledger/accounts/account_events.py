@@ -234,7 +234,16 @@ class HoldPlaced(AccountEvent):
     expires_at: datetime
     metadata: dict[str, Any]
     reservations: list[Draw]
+    # As a consumption names them. Version 1 (before issue 14) had neither.
+    resource: str | None
+    user_id: str | None
     entry_type: ClassVar[str] = "hold"
+    class_version: ClassVar[int] = 2
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        state["resource"] = None
+        state["user_id"] = None
 
     def apply_to(self, account: AccountState) -> None:
         for reservation in self.reservations:
@@ -270,12 +279,23 @@ class HoldCaptured(HoldEnded):
     operation: str
     draws: list[Draw]
     drawn_lots: dict[str, LotTerms] | None  # as in CreditsConsumed
+    # The hold's (or the capture's own), as a consumption's: usage by user or resource counts
+    # captures too. Version 2 (before issue 14) had none.
+    resource: str | None
+    user_id: str | None
+    metadata: dict[str, Any]
     entry_type: ClassVar[str] = "capture"
-    class_version: ClassVar[int] = 2
+    class_version: ClassVar[int] = 3
 
     @staticmethod
     def upcast_v1_v2(state: dict[str, Any]) -> None:
         state["drawn_lots"] = None
+
+    @staticmethod
+    def upcast_v2_v3(state: dict[str, Any]) -> None:
+        state["resource"] = None
+        state["user_id"] = None
+        state["metadata"] = {}
 
     def after_release(self, account: AccountState) -> None:
         account.take_draws(self.draws)
