@@ -38,8 +38,9 @@ class ActiveHold(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class AccountState:
-    """An account's credits: its lots (one per grant, purchase or refund, and the overdraft
-    lot holding its debt), its active holds and its totals, with the changes events make."""
+    """An account's credits: its lots (credits of one source, priority and expiry, and the
+    overdraft lot holding its debt), its active holds and its totals, with the changes events
+    make."""
 
     tenant_id: str
     account_id: str
@@ -67,9 +68,17 @@ class AccountState:
             self.lots[lot_id] = new_overdraft_lot(self.lot_seq)
         return self.lots[lot_id]
 
-    def add_lot(
+    def add_credits(
         self, lot_id: str, source: str, amount: int, expires_at: datetime | None, priority: int
     ) -> None:
+        """Credits into the open lot `lot_id` (one they join: the same source, priority and
+        expiry, ledger/accounts/lots.py LotPlacer), or into a new lot of that id. Events
+        stored before lots joined always name a new lot."""
+        lot = self.lots.get(lot_id)
+        if lot is not None:
+            assert (lot.source, lot.expires_at, lot.priority) == (source, expires_at, priority)
+            lot.remaining += amount
+            return
         self.lot_seq += 1
         self.lots[lot_id] = Lot(
             lot_id=lot_id,
@@ -145,7 +154,8 @@ class Opened(Aggregate.Created):
 
 
 class CreditsAdded(AccountEvent):
-    """A new lot: grant, purchase or positive adjustment. Debt is repaid first."""
+    """Credits of a grant or purchase: debt is repaid first, the rest goes to `lot_id`, a new
+    lot or an open one of the same source, priority and expiry that they join."""
 
     lot_id: str
     source: str
@@ -157,7 +167,9 @@ class CreditsAdded(AccountEvent):
         account.repay_debt(self.debt_repaid)
         lot_amount = self.amount - self.debt_repaid
         if lot_amount > 0:
-            account.add_lot(self.lot_id, self.source, lot_amount, self.expires_at, self.priority)
+            account.add_credits(
+                self.lot_id, self.source, lot_amount, self.expires_at, self.priority
+            )
         account.totals[self.total_name] += self.amount
 
     total_name: ClassVar[str] = ""
@@ -215,7 +227,7 @@ class CreditsRefunded(AccountEvent):
             if lot is None:
                 terms = restore.lot
                 assert terms is not None, restore
-                account.add_lot(
+                account.add_credits(
                     restore.lot_id,
                     terms.source,
                     restore.amount,
@@ -322,7 +334,7 @@ class LotExpired(AccountEvent):
 
 class BalanceAdjusted(AccountEvent):
     reason: str
-    lot_id: str | None  # the new lot of a positive adjustment
+    lot_id: str | None  # the lot a positive adjustment's credits went to
     debt_repaid: int
     draws: list[Draw]  # what a negative adjustment took
     entry_type: ClassVar[str] = "adjust"
@@ -332,7 +344,9 @@ class BalanceAdjusted(AccountEvent):
             account.repay_debt(self.debt_repaid)
             if self.amount > self.debt_repaid:
                 assert self.lot_id is not None
-                account.add_lot(self.lot_id, "adjustment", self.amount - self.debt_repaid, None, 0)
+                account.add_credits(
+                    self.lot_id, "adjustment", self.amount - self.debt_repaid, None, 0
+                )
         else:
             account.take_draws(self.draws)
         account.totals["adjusted"] += self.amount
