@@ -58,13 +58,14 @@ ONE_OF_EACH: list[c.Envelope[c.Command]] = [
     ),
     c.RefundConsumption(tenant_id=T, account_id=A, consumption_id=f"{'a' * 32}.7", reason="r"),
     c.PlaceHold(tenant_id=T, account_id=A, amount=3, operation="OP", expires_in_s=60),
-    c.CaptureHold(tenant_id=T, account_id=A, hold_id="h", amount=2),
+    c.CaptureHold(tenant_id=T, account_id=A, hold_id="h", amount=2, user_id="u", metadata=METADATA),
     c.ReleaseHold(tenant_id=T, account_id=A, hold_id="h"),
     c.AdjustBalance(tenant_id=T, account_id=A, amount=-4, reason="r"),
     c.ExpireCredits(tenant_id=T, account_id=A),
     c.GetAccount(tenant_id=T, account_id=A),
     c.GetHold(tenant_id=T, account_id=A, hold_id="h"),
     c.GetTenant(tenant_id=T),
+    c.RotateApiKey(tenant_id=T, key_id="key_1", grace_s=0, idempotency_key="rot-1"),
 ]
 
 
