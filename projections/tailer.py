@@ -18,11 +18,15 @@ caught up as of the read (docs/adr/0004).
 
 A lost connection (PostgreSQL restarted, the session terminated, the network cut: any of
 CONNECTION_ERRORS) ends neither the loop nor the process: the tailer drops the connection,
-logs one `tailer_connection_lost` warning, waits RECONNECT_BACKOFF_FIRST_S (doubling to
-RECONNECT_BACKOFF_MAX_S while it keeps failing) and starts again from the top: tables, lock
-(standby if another took it meanwhile), LISTEN, and the position read again from the
-consumer's tracking row, so what the consumer recorded, not what it was doing, decides where
-it resumes. Its session is named `ledger <consumer name>` (pg_stat_activity.application_name).
+logs one `tailer_connection_lost` warning for the outage, waits RECONNECT_BACKOFF_FIRST_S
+(doubling to RECONNECT_BACKOFF_MAX_S while it keeps failing, each attempt logged at debug
+only) and starts again from the top: tables, lock (standby if another took it meanwhile),
+LISTEN, and the position read again from the consumer's tracking row, so what the consumer
+recorded, not what it was doing, decides where it resumes; `tailer_reconnected` says how long
+it was away. The back-off's cap is what bounds the time from the store answering to the
+consumer working again (issue 18: within 1 s), so it stays short: an attempt on a store that
+is down is one refused connect. Its session is named `ledger <consumer name>`
+(pg_stat_activity.application_name).
 
 `Tailer`, `Consumer` and `CONNECTION_ERRORS` are the public seam: consumers outside
 projections/ use nothing else of it.
@@ -32,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -51,16 +56,20 @@ STANDBY_RETRY_S = 1.0
 CLOSE_TIMEOUT_S = 5.0
 # A connect that takes longer is given up and tried again (and a stop waits for it no longer).
 CONNECT_TIMEOUT_S = 10.0
-# After a lost connection: the first wait before connecting again (a restart or a terminated
-# session is usually over by then), doubled after each failed attempt up to the last, so a
-# database that stays down costs one attempt and one warning every RECONNECT_BACKOFF_MAX_S.
-RECONNECT_BACKOFF_FIRST_S = 0.1
-RECONNECT_BACKOFF_MAX_S = 5.0
+# After a lost connection: the first wait before connecting again (a terminated session is
+# usually over by then), doubled after each failed attempt up to the last, so a database that
+# stays down costs one refused connect every RECONNECT_BACKOFF_MAX_S, and one that answers
+# again is tailed again within that (plus a connect).
+RECONNECT_BACKOFF_FIRST_S = 0.05
+RECONNECT_BACKOFF_MAX_S = 0.25
 
 # What a lost connection raises, in asyncpg or under it: the server gone or going
 # (restart, shutdown, a terminated session: 08xxx, 57P01-57P03), a connection already
-# closed or never made, a socket error, a connect that timed out.
-CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+# closed or never made, a socket error, a connect that timed out; and a connection the lost
+# server left mid-operation (asyncpg's InternalClientError "cannot switch to state …; another
+# operation is in progress", seen on the relay's connection after a PostgreSQL restart).
+CONNECTION_ERRORS: tuple[type[Exception], ...] = (
+    asyncpg.InternalClientError,
     asyncpg.PostgresConnectionError,  # ConnectionDoesNotExistError among them
     asyncpg.InterfaceError,  # "connection is closed"
     asyncpg.AdminShutdownError,
@@ -117,6 +126,9 @@ class Tailer:
         self.active = False
         self._wake = asyncio.Event()
         self._read_once = False  # whether the current session has read from the store
+        self.lost_at: float | None = None  # when the connection was lost, while it is
+        self.last_error: str | None = None  # the last lost connection's error
+        self.reconnects = 0  # outages it came back from
 
     async def create_tables(self, conn: asyncpg.Connection) -> None:
         await run_ddl(conn, self.schema, self.consumer.table_statements())
@@ -137,14 +149,20 @@ class Tailer:
             try:
                 await self._session(stop)
             except CONNECTION_ERRORS as error:
-                if self._read_once:  # the session worked: this is a new outage
+                self.last_error = str(error) or type(error).__name__
+                if self._read_once or self.lost_at is None:  # a new outage
                     backoff_s = RECONNECT_BACKOFF_FIRST_S
-                log.warning(
-                    "tailer_connection_lost",
-                    role=self.consumer.name,
-                    error=str(error) or type(error).__name__,
-                    retry_in_s=backoff_s,
-                )
+                    self.lost_at = time.monotonic()
+                    log.warning(
+                        "tailer_connection_lost", role=self.consumer.name, error=self.last_error
+                    )
+                else:
+                    log.debug(
+                        "tailer_reconnect_failed",
+                        role=self.consumer.name,
+                        error=self.last_error,
+                        retry_in_s=backoff_s,
+                    )
                 await wait_any(stop, None, backoff_s)
                 backoff_s = min(RECONNECT_BACKOFF_MAX_S, backoff_s * 2)
             else:
@@ -189,7 +207,9 @@ class Tailer:
             rows = await events_after(
                 conn, self.schema, self.position, limit, accounts_only=consumer.accounts_only
             )
-            self._read_once = True
+            if not self._read_once:
+                self._read_once = True
+                self._reconnected()
             if rows:
                 self.position = await consumer.handle(conn, rows)
             if len(rows) < limit:
@@ -197,6 +217,16 @@ class Tailer:
 
     def _notified(self, *_: Any) -> None:
         self._wake.set()
+
+    def _reconnected(self) -> None:
+        if self.lost_at is not None:
+            self.reconnects += 1
+            log.info(
+                "tailer_reconnected",
+                role=self.consumer.name,
+                outage_s=round(time.monotonic() - self.lost_at, 3),
+            )
+            self.lost_at = None
 
 
 async def take_lock_or_stop(

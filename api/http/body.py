@@ -64,7 +64,7 @@ def _pairs_once(pairs: list[tuple[str, Any]]) -> None:
             seen.add(key)
 
 
-_duplicate_finder = json.JSONDecoder(object_pairs_hook=_pairs_once)  # type: ignore[arg-type]
+_duplicate_finder = json.JSONDecoder(object_pairs_hook=_pairs_once)
 
 
 def refuse_duplicate_keys(body: bytes) -> None:

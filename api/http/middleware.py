@@ -15,7 +15,7 @@ from urllib.parse import unquote_to_bytes
 import msgspec
 import structlog
 from litestar.enums import ScopeType
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, Message, Receive, Scope, Send, WebSocketCloseEvent
 
 from api.http.metrics import Metrics
 from api.http.problems import PROBLEM_MEDIA_TYPE, problem
@@ -72,7 +72,12 @@ def bad_url_body(part: str) -> bytes:
 async def not_http(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
     """A WebSocket (or lifespan) scope: only the URL's check."""
     if scope["type"] == ScopeType.WEBSOCKET and undecodable_part(scope):
-        await send({"type": "websocket.close", "code": WEBSOCKET_BAD_URL_CLOSE_CODE})
+        close: WebSocketCloseEvent = {
+            "type": "websocket.close",
+            "code": WEBSOCKET_BAD_URL_CLOSE_CODE,
+            "reason": "the URL is not valid UTF-8 once percent-decoded",
+        }
+        await send(close)
         return
     await app(scope, receive, send)
 

@@ -400,6 +400,41 @@ async def test_a_follower_that_cannot_reach_the_database_keeps_trying_and_catche
         await conn.close()
 
 
+async def test_a_follower_is_tailing_again_within_1_s_of_the_database_answering_after_a_long_outage(
+    writer: Writer, database_url: str, schema: str
+) -> None:
+    """However long the outage, the reconnect back-off stays short enough (issue 18: every
+    role reconnects by itself within 1 s of the store answering)."""
+    await drive(writer, "long-away", [("consume", i, 1) for i in range(5)])
+    parts = urlsplit(database_url)
+    socket_dir = parse_qs(parts.query).get("host", [None])[0]
+    proxy = Proxy(socket_dir or parts.hostname or "127.0.0.1", parts.port or 5432)
+    await proxy.start()
+    netloc = f"{parts.username or 'postgres'}@127.0.0.1:{proxy.port}"
+    follower = Follower(parts._replace(netloc=netloc, query="").geturl(), schema, new_mapper())
+    stop = asyncio.Event()
+    task = asyncio.create_task(follower.run(stop))
+    loop = asyncio.get_running_loop()
+
+    async def caught_up() -> bool:
+        assert not task.done(), "the follower stopped by itself"
+        return follower.position >= await asyncio.to_thread(writer.ledger.max_position)
+
+    try:
+        await eventually(caught_up)
+        await proxy.cut()
+        await drive(writer, "long-away-later", [("consume", i, 1) for i in range(5)])
+        await asyncio.sleep(7.0)  # a back-off doubling from 0.1 s would next try at 11.3 s
+        await proxy.start()
+        up_at = loop.time()
+        await eventually(caught_up)
+        assert loop.time() - up_at <= 1.0
+    finally:
+        stop.set()
+        await task
+        await proxy.cut()
+
+
 async def eventually(predicate: Any, timeout_s: float = 20.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout_s
     while not await predicate():
