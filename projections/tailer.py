@@ -3,8 +3,9 @@
 The follower (projections/follower.py) and the relay (events/relay.py) are consumers, and so is
 anything later that acts on every committed event. For its consumer a tailer
 - connects and creates the consumer's tables under the schema's DDL lock;
-- takes the consumer's advisory lock, waiting as a standby until it gets it (one active per
-  database, the others ready to take over when its session ends);
+- takes the consumer's advisory lock for its schema (`schema_lock_key`), waiting as a standby
+  until it gets it (one active per schema, the others ready to take over when its session
+  ends; deployments in other schemas of the same database have locks of their own);
 - LISTENs on the event store's NOTIFY channel and reads the consumer's recorded position;
 - then, until stopped, reads the next batch after that position and hands it to the consumer,
   which applies it and records the position it reached: its own transaction and order, so its
@@ -36,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import time
 from typing import Any, Protocol
 from uuid import UUID
@@ -46,7 +48,7 @@ import structlog
 from projections.ddl_lock import run_ddl
 from projections.event_store import EVENTS_CHANNEL, events_after, events_of
 
-__all__ = ["CONNECTION_ERRORS", "Consumer", "Tailer"]
+__all__ = ["CONNECTION_ERRORS", "Consumer", "Tailer", "schema_lock_key"]
 
 log = structlog.get_logger("projections.tailer")
 
@@ -89,7 +91,8 @@ class Consumer(Protocol):
 
     @property
     def lock_key(self) -> int:
-        """The session advisory lock that keeps one consumer of its kind active."""
+        """The consumer's kind: with the schema, the session advisory lock that keeps one
+        consumer of its kind active per schema (`schema_lock_key`)."""
 
     @property
     def batch_size_max(self) -> int:
@@ -182,7 +185,11 @@ class Tailer:
         try:
             await self.create_tables(conn)
             if not await take_lock_or_stop(
-                conn, consumer.lock_key, stop, STANDBY_RETRY_S, consumer.name
+                conn,
+                schema_lock_key(consumer.lock_key, self.schema),
+                stop,
+                STANDBY_RETRY_S,
+                consumer.name,
             ):
                 return
             await conn.add_listener(EVENTS_CHANNEL, self._notified)
@@ -227,6 +234,15 @@ class Tailer:
                 outage_s=round(time.monotonic() - self.lost_at, 3),
             )
             self.lost_at = None
+
+
+def schema_lock_key(lock_key: int, schema: str) -> int:
+    """The advisory lock of a consumer kind in one schema: a non-negative 63-bit key from both
+    (two deployments in one database, in two schemas, each keep their own follower and relay
+    active; with one key for the kind, one deployment's follower kept the other's standing by
+    for good)."""
+    digest = hashlib.blake2b(f"{lock_key}:{schema}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") & 0x7FFF_FFFF_FFFF_FFFF
 
 
 async def take_lock_or_stop(

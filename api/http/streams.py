@@ -83,7 +83,8 @@ class LiveEntries:
     async def _subscribe(self) -> None:
         nats = self.services.nats
         if self.subscription is None and nats is not None and nats.is_connected:
-            subject = tenant_subjects(self.tenant_id, self.account_id)
+            prefix = self.services.settings.nats_subject_prefix
+            subject = tenant_subjects(self.tenant_id, self.account_id, prefix)
             self.subscription = await nats.subscribe(subject, cb=self._on_message)
 
     async def __aexit__(self, *_: object) -> None:

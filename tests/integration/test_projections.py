@@ -32,6 +32,7 @@ from projections.audit import compare_with_read_models
 from projections.changes import Changes
 from projections.event_store import events_after
 from projections.follower import Follower
+from projections.tailer import schema_lock_key
 from tests import envelopes as c
 from tests.integration.helpers import (
     commit_during_a_read,
@@ -320,7 +321,9 @@ async def test_a_follower_whose_connection_is_cut_reconnects_by_itself_and_appli
         nonlocal ended, batches
         batches += 1
         if batches == 3:
-            ended += await terminate_session_holding(killer, follower_module.ADVISORY_LOCK_KEY)
+            ended += await terminate_session_holding(
+                killer, schema_lock_key(follower_module.ADVISORY_LOCK_KEY, schema)
+            )
 
     follower = Follower(
         database_url,
@@ -339,7 +342,9 @@ async def test_a_follower_whose_connection_is_cut_reconnects_by_itself_and_appli
 
         await eventually(caught_up)
         assert ended == 1  # cut mid-stream, the batch's transaction lost with the session
-        ended += await terminate_session_holding(killer, follower_module.ADVISORY_LOCK_KEY)
+        ended += await terminate_session_holding(
+            killer, schema_lock_key(follower_module.ADVISORY_LOCK_KEY, schema)
+        )
         assert ended == 2  # cut while it waits, caught up
         await drive(writer, "cut-later", [("consume", i, 1) for i in range(20)])
         await eventually(caught_up)
