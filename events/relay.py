@@ -102,6 +102,19 @@ class Relay:
         """Whether this relay holds the lock and publishes (not a standby)."""
         return self._tailer.active
 
+    def trouble(self) -> tuple[str, str] | None:
+        """Waiting for NATS (tailer.Consumer's optional `trouble`)."""
+        if self.waiting_since is not None:
+            return ("waiting_for_nats", self.last_error or "nats unavailable")
+        return None
+
+    def counters(self) -> dict[str, int]:
+        return {
+            "published": self.published,
+            "own_duplicates": self.stream.own_duplicates,
+            "foreign_duplicates": self.stream.foreign_duplicates,
+        }
+
     @property
     def identity(self) -> Identity:
         return Identity(self.subject_prefix, self.namespace, self.deployment_id)

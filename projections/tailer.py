@@ -47,6 +47,7 @@ import structlog
 
 from projections.ddl_lock import run_ddl
 from projections.event_store import EVENTS_CHANNEL, events_after, events_of
+from projections.role_status import Status, StatusReporter
 
 __all__ = ["CONNECTION_ERRORS", "Consumer", "Tailer", "schema_lock_key"]
 
@@ -119,6 +120,11 @@ class Consumer(Protocol):
         """Applies a batch of stored rows (never empty) and records the position it reached;
         returns that position (the one before, should it stop first)."""
 
+    # Optional, read with getattr (projections.role_status reports them):
+    # `trouble() -> tuple[str, str] | None`: what keeps the active consumer from its work
+    # besides the store, as (state, error) (the relay: ("waiting_for_nats", ...));
+    # `counters() -> dict[str, int]`: its own counters.
+
 
 class Tailer:
     def __init__(self, database_url: str, schema: str, consumer: Consumer) -> None:
@@ -129,6 +135,7 @@ class Tailer:
         self.active = False
         self._wake = asyncio.Event()
         self._read_once = False  # whether the current session has read from the store
+        self.connected = False  # a session is up (tables made, the lock taken or waited for)
         self.lost_at: float | None = None  # when the connection was lost, while it is
         self.last_error: str | None = None  # the last lost connection's error
         self.reconnects = 0  # outages it came back from
@@ -143,9 +150,35 @@ class Tailer:
         aggregate's state to handle a batch (the relay: a tenant's low-balance threshold)."""
         return await events_of(conn, self.schema, originator_id)
 
+    def status(self) -> Status:
+        """What this tailer's consumer is doing, for its row in ledger_role_status."""
+        consumer: Any = self.consumer
+        counters = consumer.counters() if hasattr(consumer, "counters") else {}
+        if self.lost_at is not None:
+            return Status("store_unreachable", False, self.position, self.last_error, counters)
+        if not self.connected:
+            return Status("starting", False, self.position, self.last_error, counters)
+        if not self.active:
+            return Status("standby", False, self.position, None, counters)
+        trouble = consumer.trouble() if hasattr(consumer, "trouble") else None
+        if trouble is not None:
+            return Status(trouble[0], True, self.position, trouble[1], counters)
+        return Status("active", True, self.position, None, counters)
+
     async def run(self, stop: asyncio.Event) -> None:
         """Waits to become the active consumer, then tails until `stop` is set, connecting
-        again after each lost connection."""
+        again after each lost connection; its state is reported all along
+        (projections.role_status)."""
+        reporter_stop = asyncio.Event()
+        reporter = StatusReporter(self.database_url, self.schema, self.consumer.name, self.status)
+        reporting = asyncio.create_task(reporter.run(reporter_stop))
+        try:
+            await self._run(stop)
+        finally:
+            reporter_stop.set()
+            await reporting
+
+    async def _run(self, stop: asyncio.Event) -> None:
         backoff_s = RECONNECT_BACKOFF_FIRST_S
         while not stop.is_set():
             self._read_once = False
@@ -184,6 +217,7 @@ class Tailer:
         )
         try:
             await self.create_tables(conn)
+            self.connected = True
             if not await take_lock_or_stop(
                 conn,
                 schema_lock_key(consumer.lock_key, self.schema),
@@ -201,7 +235,7 @@ class Tailer:
             await consumer.activate(conn, self.position)
             await self._follow(conn, stop)
         finally:
-            self.active = False
+            self.active = self.connected = False
             await close_quickly(conn)  # ends the session: the advisory lock goes with it
 
     async def _follow(self, conn: asyncpg.Connection, stop: asyncio.Event) -> None:

@@ -44,6 +44,9 @@ READ_POOL_SIZE_MAX = 10
 READ_CONNECT_TIMEOUT_S = 1.0
 # Seconds between attempts to reach NATS while it is down.
 NATS_RECONNECT_WAIT_S = 1.0
+# The relay's connect tries each server twice, this far apart, then gives up to its own
+# back-off (events/relay.py), which says what it is waiting for.
+RELAY_CONNECT_RETRY_WAIT_S = 0.1
 
 
 class NatsCallbacks:
@@ -114,10 +117,14 @@ def relay_connector(url: str) -> Callable[[], Awaitable[Any]]:
     async def connect() -> Any:
         import nats  # noqa: PLC0415
 
+        # One attempt per server and back (nats-py's default is 60 attempts 2 s apart per
+        # server inside one connect: the relay sat silent for two minutes in it).
         client = await nats.connect(
             servers=nats_servers(url),
             connect_timeout=2,
             allow_reconnect=False,
+            max_reconnect_attempts=1,
+            reconnect_time_wait=RELAY_CONNECT_RETRY_WAIT_S,
             **callbacks.options(),
         )
         callbacks.down = False

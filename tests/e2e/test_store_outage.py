@@ -94,6 +94,8 @@ async def test_with_the_store_down_every_route_answers_503_within_2_s_then_works
             assert_problem(response, 503, "unavailable")
         ready = await client.get("/health/ready")
         assert ready.status_code == 503
+        assert ready.json()["checks"]["store"].startswith("failed")
+        assert (await client.get("/health/live")).status_code == 200  # no reason to restart
         proxy.start()
         up_at = time.monotonic()
         while True:
