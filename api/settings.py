@@ -8,6 +8,7 @@ by api/roles/child_settings.py), and never reads the environment.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -44,9 +45,55 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     run_relay: bool = True  # publish entries to NATS from this process (`ledger relay` alone)
     stream_name: str = "LEDGER"  # the JetStream stream
     bench_endpoints: bool = False  # api/bench.py: the no-op ceiling of `make bench`
+    # Reliability and isolation (issue 18; docs/reliability.md, docs/api.md "Configuration").
+    # LEDGER_NATS_URL may name several servers of one cluster, comma-separated: the relay and
+    # the live streams connect to any and follow the cluster's membership.
+    # The first token of every subject (two deployments on one NATS: one prefix each).
+    nats_subject_prefix: str = "ledger"
+    # Nats-Msg-Id is `<namespace>:<position>`: a deployment's ids never collide with another's
+    # on the same stream. None: the subject prefix.
+    nats_message_id_namespace: str | None = None
+    nats_duplicate_window_s: float = 120.0  # the stream's duplicate window
+    nats_stream_replicas: int = 1  # the stream's replicas (3 on a three-node cluster)
 
 
 BACKGROUND_MODES = ("process", "inline")
+# The stream's replicas: JetStream allows 1 to 5.
+STREAM_REPLICAS_MAX = 5
+SUBJECT_PREFIX_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def nats_servers(nats_url: str) -> list[str]:
+    """LEDGER_NATS_URL's servers: one URL, or several separated by commas."""
+    return [url.strip() for url in nats_url.split(",") if url.strip()]
+
+
+def subject_prefix(value: str) -> str:
+    if SUBJECT_PREFIX_PATTERN.fullmatch(value) is None:
+        raise ValueError(
+            "LEDGER_NATS_SUBJECT_PREFIX must be one subject token: 1-64 letters, digits, _ or -"
+        )
+    return value
+
+
+def message_id_namespace(value: str | None) -> str | None:
+    if value is not None and SUBJECT_PREFIX_PATTERN.fullmatch(value) is None:
+        raise ValueError("LEDGER_NATS_MESSAGE_ID_NAMESPACE must be 1-64 letters, digits, _ or -")
+    return value
+
+
+def stream_replicas(value: str | None) -> int:
+    replicas = int(value or 1)
+    if not 1 <= replicas <= STREAM_REPLICAS_MAX:
+        raise ValueError(f"LEDGER_NATS_STREAM_REPLICAS must be from 1 to {STREAM_REPLICAS_MAX}")
+    return replicas
+
+
+def duplicate_window_s(value: str | None) -> float:
+    window = float(value or 120.0)
+    if not window > 0:
+        raise ValueError("LEDGER_NATS_DUPLICATE_WINDOW_S must be a positive number of seconds")
+    return window
 
 
 def background(value: str) -> str:
@@ -81,6 +128,10 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
         run_relay=(get("RUN_RELAY") or "yes").lower() in ("1", "yes", "true", "on"),
         stream_name=get("STREAM_NAME") or "LEDGER",
         bench_endpoints=(get("BENCH_ENDPOINTS") or "no").lower() in ("1", "yes", "true", "on"),
+        nats_subject_prefix=subject_prefix(get("NATS_SUBJECT_PREFIX") or "ledger"),
+        nats_message_id_namespace=message_id_namespace(get("NATS_MESSAGE_ID_NAMESPACE")),
+        nats_duplicate_window_s=duplicate_window_s(get("NATS_DUPLICATE_WINDOW_S")),
+        nats_stream_replicas=stream_replicas(get("NATS_STREAM_REPLICAS")),
     )
 
 

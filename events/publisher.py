@@ -41,14 +41,22 @@ class _Ack(msgspec.Struct):
 _ack_decoder = msgspec.json.Decoder(_Ack)
 
 
+class Stored(msgspec.Struct, frozen=True):
+    """Where JetStream holds a message: its sequence, and whether the ack said `duplicate`
+    (the stream already held a message with that Nats-Msg-Id, at `seq`, and kept that one)."""
+
+    seq: int
+    duplicate: bool
+
+
 class AckedPublisher:
-    """Publishes to JetStream on one connection; `publish` returns a future of the stream
-    sequence. Tokens must be unique among the messages awaiting their acks."""
+    """Publishes to JetStream on one connection; `publish` returns a future of where the
+    stream holds the message. Tokens must be unique among the messages awaiting their acks."""
 
     def __init__(self, nc: Any) -> None:
         self.nc = nc
         self.prefix = nc.new_inbox()  # unique to this connection
-        self._pending: dict[str, asyncio.Future[int]] = {}
+        self._pending: dict[str, asyncio.Future[Stored]] = {}
         self._subscription: Any = None
 
     async def start(self) -> None:
@@ -56,8 +64,8 @@ class AckedPublisher:
 
     async def publish(
         self, subject: str, payload: bytes, headers: dict[str, str], token: str
-    ) -> asyncio.Future[int]:
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    ) -> asyncio.Future[Stored]:
+        future: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
         self._pending[token] = future
         try:
             await self.nc.publish(subject, payload, reply=f"{self.prefix}.{token}", headers=headers)
@@ -85,4 +93,4 @@ class AckedPublisher:
                 )
             )
         else:
-            future.set_result(ack.seq)
+            future.set_result(Stored(ack.seq, ack.duplicate))

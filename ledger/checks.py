@@ -6,8 +6,9 @@ names the field.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 import msgspec
@@ -26,6 +27,10 @@ from ledger.limits import (
 
 # Characters of a decimal string, at most.
 DECIMAL_LENGTH_MAX = 40
+# The one form a decimal string may take (docs/api.md, "Decimal strings"): ASCII digits, no
+# sign, no exponent, no separators or spaces, no leading zero but the units' own, and a
+# fraction only after a point with at least one digit: "0", "9.99", "1000", "0.5".
+DECIMAL_PATTERN = re.compile(r"(?:0|[1-9][0-9]*)(?:\.[0-9]+)?", re.ASCII)
 
 
 def check_amount(amount: int, name: str = "amount") -> None:
@@ -114,13 +119,23 @@ def check_still_ahead(expires_at: datetime | None, now: datetime) -> None:
         raise InvalidCommandError("expires_at must be in the future")
 
 
-def parse_decimal(value: str, name: str) -> Decimal:
-    try:
-        number = Decimal(value)
-    except InvalidOperation as error:
-        raise InvalidCommandError(f'{name} must be a decimal string such as "9.99"') from error
-    if not number.is_finite() or number < 0 or len(value) > DECIMAL_LENGTH_MAX:
-        raise InvalidCommandError(f"{name} must be a non-negative decimal string")
+def parse_decimal(value: str, name: str, *, positive: bool = False) -> Decimal:
+    """The decimal a string in the canonical form (DECIMAL_PATTERN) stands for; anything else
+    ("1_000", "1E+2", "+1", " 1.00", other scripts' digits) is refused, and so is zero when
+    `positive`."""
+    if (
+        not isinstance(value, str)
+        or len(value) > DECIMAL_LENGTH_MAX
+        or DECIMAL_PATTERN.fullmatch(value) is None
+    ):
+        raise InvalidCommandError(
+            f"{name} must be a decimal string of ASCII digits with an optional fraction, such as "
+            f'"9.99" (no sign, exponent, spaces or separators; at most {DECIMAL_LENGTH_MAX} '
+            "characters)"
+        )
+    number = Decimal(value)
+    if positive and number == 0:
+        raise InvalidCommandError(f"{name} must be greater than zero")
     return number
 
 

@@ -4,7 +4,7 @@ Each batch is applied and its position recorded in one transaction, so the read 
 every event exactly once whatever happens to the process: a crash before the commit leaves
 nothing, after it leaves the position, and the next run continues from there. The tailer wakes
 it when the writer commits (LISTEN) or every POLL_INTERVAL_S, and keeps one follower active per
-database (an advisory lock); others wait as standbys and take over when the active one's
+schema (an advisory lock); others wait as standbys and take over when the active one's
 session ends.
 """
 
@@ -33,7 +33,7 @@ from projections.schema import (
     create_statements,
     drop_statements,
 )
-from projections.tailer import Tailer
+from projections.tailer import Tailer, schema_lock_key
 
 log = structlog.get_logger("projections.follower")
 
@@ -205,7 +205,9 @@ class Follower:
             self.database_url, server_settings={"search_path": self.schema}
         )
         try:
-            await conn.execute("SELECT pg_advisory_lock($1)", ADVISORY_LOCK_KEY)
+            await conn.execute(
+                "SELECT pg_advisory_lock($1)", schema_lock_key(ADVISORY_LOCK_KEY, self.schema)
+            )
             started = time.perf_counter()
             await self.recreate_tables(conn)
             total, self.position = await load(self, conn, progress)

@@ -3,8 +3,9 @@
 The follower (projections/follower.py) and the relay (events/relay.py) are consumers, and so is
 anything later that acts on every committed event. For its consumer a tailer
 - connects and creates the consumer's tables under the schema's DDL lock;
-- takes the consumer's advisory lock, waiting as a standby until it gets it (one active per
-  database, the others ready to take over when its session ends);
+- takes the consumer's advisory lock for its schema (`schema_lock_key`), waiting as a standby
+  until it gets it (one active per schema, the others ready to take over when its session
+  ends; deployments in other schemas of the same database have locks of their own);
 - LISTENs on the event store's NOTIFY channel and reads the consumer's recorded position;
 - then, until stopped, reads the next batch after that position and hands it to the consumer,
   which applies it and records the position it reached: its own transaction and order, so its
@@ -18,11 +19,15 @@ caught up as of the read (docs/adr/0004).
 
 A lost connection (PostgreSQL restarted, the session terminated, the network cut: any of
 CONNECTION_ERRORS) ends neither the loop nor the process: the tailer drops the connection,
-logs one `tailer_connection_lost` warning, waits RECONNECT_BACKOFF_FIRST_S (doubling to
-RECONNECT_BACKOFF_MAX_S while it keeps failing) and starts again from the top: tables, lock
-(standby if another took it meanwhile), LISTEN, and the position read again from the
-consumer's tracking row, so what the consumer recorded, not what it was doing, decides where
-it resumes. Its session is named `ledger <consumer name>` (pg_stat_activity.application_name).
+logs one `tailer_connection_lost` warning for the outage, waits RECONNECT_BACKOFF_FIRST_S
+(doubling to RECONNECT_BACKOFF_MAX_S while it keeps failing, each attempt logged at debug
+only) and starts again from the top: tables, lock (standby if another took it meanwhile),
+LISTEN, and the position read again from the consumer's tracking row, so what the consumer
+recorded, not what it was doing, decides where it resumes; `tailer_reconnected` says how long
+it was away. The back-off's cap is what bounds the time from the store answering to the
+consumer working again (issue 18: within 1 s), so it stays short: an attempt on a store that
+is down is one refused connect. Its session is named `ledger <consumer name>`
+(pg_stat_activity.application_name).
 
 `Tailer`, `Consumer` and `CONNECTION_ERRORS` are the public seam: consumers outside
 projections/ use nothing else of it.
@@ -32,6 +37,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import time
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -40,8 +47,9 @@ import structlog
 
 from projections.ddl_lock import run_ddl
 from projections.event_store import EVENTS_CHANNEL, events_after, events_of
+from projections.role_status import Status, StatusReporter
 
-__all__ = ["CONNECTION_ERRORS", "Consumer", "Tailer"]
+__all__ = ["CONNECTION_ERRORS", "Consumer", "Tailer", "schema_lock_key"]
 
 log = structlog.get_logger("projections.tailer")
 
@@ -51,16 +59,20 @@ STANDBY_RETRY_S = 1.0
 CLOSE_TIMEOUT_S = 5.0
 # A connect that takes longer is given up and tried again (and a stop waits for it no longer).
 CONNECT_TIMEOUT_S = 10.0
-# After a lost connection: the first wait before connecting again (a restart or a terminated
-# session is usually over by then), doubled after each failed attempt up to the last, so a
-# database that stays down costs one attempt and one warning every RECONNECT_BACKOFF_MAX_S.
-RECONNECT_BACKOFF_FIRST_S = 0.1
-RECONNECT_BACKOFF_MAX_S = 5.0
+# After a lost connection: the first wait before connecting again (a terminated session is
+# usually over by then), doubled after each failed attempt up to the last, so a database that
+# stays down costs one refused connect every RECONNECT_BACKOFF_MAX_S, and one that answers
+# again is tailed again within that (plus a connect).
+RECONNECT_BACKOFF_FIRST_S = 0.05
+RECONNECT_BACKOFF_MAX_S = 0.25
 
 # What a lost connection raises, in asyncpg or under it: the server gone or going
 # (restart, shutdown, a terminated session: 08xxx, 57P01-57P03), a connection already
-# closed or never made, a socket error, a connect that timed out.
-CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+# closed or never made, a socket error, a connect that timed out; and a connection the lost
+# server left mid-operation (asyncpg's InternalClientError "cannot switch to state …; another
+# operation is in progress", seen on the relay's connection after a PostgreSQL restart).
+CONNECTION_ERRORS: tuple[type[Exception], ...] = (
+    asyncpg.InternalClientError,
     asyncpg.PostgresConnectionError,  # ConnectionDoesNotExistError among them
     asyncpg.InterfaceError,  # "connection is closed"
     asyncpg.AdminShutdownError,
@@ -80,7 +92,8 @@ class Consumer(Protocol):
 
     @property
     def lock_key(self) -> int:
-        """The session advisory lock that keeps one consumer of its kind active."""
+        """The consumer's kind: with the schema, the session advisory lock that keeps one
+        consumer of its kind active per schema (`schema_lock_key`)."""
 
     @property
     def batch_size_max(self) -> int:
@@ -107,6 +120,11 @@ class Consumer(Protocol):
         """Applies a batch of stored rows (never empty) and records the position it reached;
         returns that position (the one before, should it stop first)."""
 
+    # Optional, read with getattr (projections.role_status reports them):
+    # `trouble() -> tuple[str, str] | None`: what keeps the active consumer from its work
+    # besides the store, as (state, error) (the relay: ("waiting_for_nats", ...));
+    # `counters() -> dict[str, int]`: its own counters.
+
 
 class Tailer:
     def __init__(self, database_url: str, schema: str, consumer: Consumer) -> None:
@@ -117,6 +135,10 @@ class Tailer:
         self.active = False
         self._wake = asyncio.Event()
         self._read_once = False  # whether the current session has read from the store
+        self.connected = False  # a session is up (tables made, the lock taken or waited for)
+        self.lost_at: float | None = None  # when the connection was lost, while it is
+        self.last_error: str | None = None  # the last lost connection's error
+        self.reconnects = 0  # outages it came back from
 
     async def create_tables(self, conn: asyncpg.Connection) -> None:
         await run_ddl(conn, self.schema, self.consumer.table_statements())
@@ -128,23 +150,55 @@ class Tailer:
         aggregate's state to handle a batch (the relay: a tenant's low-balance threshold)."""
         return await events_of(conn, self.schema, originator_id)
 
+    def status(self) -> Status:
+        """What this tailer's consumer is doing, for its row in ledger_role_status."""
+        consumer: Any = self.consumer
+        counters = consumer.counters() if hasattr(consumer, "counters") else {}
+        if self.lost_at is not None:
+            return Status("store_unreachable", False, self.position, self.last_error, counters)
+        if not self.connected:
+            return Status("starting", False, self.position, self.last_error, counters)
+        if not self.active:
+            return Status("standby", False, self.position, None, counters)
+        trouble = consumer.trouble() if hasattr(consumer, "trouble") else None
+        if trouble is not None:
+            return Status(trouble[0], True, self.position, trouble[1], counters)
+        return Status("active", True, self.position, None, counters)
+
     async def run(self, stop: asyncio.Event) -> None:
         """Waits to become the active consumer, then tails until `stop` is set, connecting
-        again after each lost connection."""
+        again after each lost connection; its state is reported all along
+        (projections.role_status)."""
+        reporter_stop = asyncio.Event()
+        reporter = StatusReporter(self.database_url, self.schema, self.consumer.name, self.status)
+        reporting = asyncio.create_task(reporter.run(reporter_stop))
+        try:
+            await self._run(stop)
+        finally:
+            reporter_stop.set()
+            await reporting
+
+    async def _run(self, stop: asyncio.Event) -> None:
         backoff_s = RECONNECT_BACKOFF_FIRST_S
         while not stop.is_set():
             self._read_once = False
             try:
                 await self._session(stop)
             except CONNECTION_ERRORS as error:
-                if self._read_once:  # the session worked: this is a new outage
+                self.last_error = str(error) or type(error).__name__
+                if self._read_once or self.lost_at is None:  # a new outage
                     backoff_s = RECONNECT_BACKOFF_FIRST_S
-                log.warning(
-                    "tailer_connection_lost",
-                    role=self.consumer.name,
-                    error=str(error) or type(error).__name__,
-                    retry_in_s=backoff_s,
-                )
+                    self.lost_at = time.monotonic()
+                    log.warning(
+                        "tailer_connection_lost", role=self.consumer.name, error=self.last_error
+                    )
+                else:
+                    log.debug(
+                        "tailer_reconnect_failed",
+                        role=self.consumer.name,
+                        error=self.last_error,
+                        retry_in_s=backoff_s,
+                    )
                 await wait_any(stop, None, backoff_s)
                 backoff_s = min(RECONNECT_BACKOFF_MAX_S, backoff_s * 2)
             else:
@@ -163,8 +217,13 @@ class Tailer:
         )
         try:
             await self.create_tables(conn)
+            self.connected = True
             if not await take_lock_or_stop(
-                conn, consumer.lock_key, stop, STANDBY_RETRY_S, consumer.name
+                conn,
+                schema_lock_key(consumer.lock_key, self.schema),
+                stop,
+                STANDBY_RETRY_S,
+                consumer.name,
             ):
                 return
             await conn.add_listener(EVENTS_CHANNEL, self._notified)
@@ -176,7 +235,7 @@ class Tailer:
             await consumer.activate(conn, self.position)
             await self._follow(conn, stop)
         finally:
-            self.active = False
+            self.active = self.connected = False
             await close_quickly(conn)  # ends the session: the advisory lock goes with it
 
     async def _follow(self, conn: asyncpg.Connection, stop: asyncio.Event) -> None:
@@ -189,7 +248,9 @@ class Tailer:
             rows = await events_after(
                 conn, self.schema, self.position, limit, accounts_only=consumer.accounts_only
             )
-            self._read_once = True
+            if not self._read_once:
+                self._read_once = True
+                self._reconnected()
             if rows:
                 self.position = await consumer.handle(conn, rows)
             if len(rows) < limit:
@@ -197,6 +258,25 @@ class Tailer:
 
     def _notified(self, *_: Any) -> None:
         self._wake.set()
+
+    def _reconnected(self) -> None:
+        if self.lost_at is not None:
+            self.reconnects += 1
+            log.info(
+                "tailer_reconnected",
+                role=self.consumer.name,
+                outage_s=round(time.monotonic() - self.lost_at, 3),
+            )
+            self.lost_at = None
+
+
+def schema_lock_key(lock_key: int, schema: str) -> int:
+    """The advisory lock of a consumer kind in one schema: a non-negative 63-bit key from both
+    (two deployments in one database, in two schemas, each keep their own follower and relay
+    active; with one key for the kind, one deployment's follower kept the other's standing by
+    for good)."""
+    digest = hashlib.blake2b(f"{lock_key}:{schema}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") & 0x7FFF_FFFF_FFFF_FFFF
 
 
 async def take_lock_or_stop(

@@ -1,4 +1,7 @@
-"""Per-request context: a request id, structlog context variables, a log line, metrics."""
+"""Per-request context: a request id, structlog context variables, a log line, metrics; and
+the request's path and query string refused (400) unless their percent-decoded bytes are
+UTF-8: the server decodes them with replacement characters, so `x%FFy` and `x%FEy` would both
+be the id `x\ufffdy`."""
 
 from __future__ import annotations
 
@@ -7,11 +10,12 @@ import itertools
 import secrets
 import time
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 import msgspec
 import structlog
 from litestar.enums import ScopeType
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, Message, Receive, Scope, Send, WebSocketCloseEvent
 
 from api.http.metrics import Metrics
 from api.http.problems import PROBLEM_MEDIA_TYPE, problem
@@ -35,13 +39,56 @@ TIMEOUT_BODY = msgspec.json.encode(
 )
 
 
+# A WebSocket handshake refused for its URL (before it is accepted: the client sees a 403).
+WEBSOCKET_BAD_URL_CLOSE_CODE = 4400
+
+
+def undecodable_part(scope: Scope) -> str | None:
+    """ "path" or "query string" when that part of the request's URL, percent-decoded, is not
+    UTF-8; None when both are (the usual case costs two byte scans)."""
+    raw_path: bytes | None = scope.get("raw_path")
+    if raw_path is not None:
+        raw_path = raw_path.partition(b"?")[0]  # some clients' raw_path carries the query
+        if b"%" in raw_path or not raw_path.isascii():
+            try:
+                unquote_to_bytes(raw_path).decode("utf-8")
+            except UnicodeDecodeError:
+                return "path"
+    query: bytes = scope.get("query_string") or b""
+    if b"%" in query or not query.isascii():
+        try:
+            unquote_to_bytes(query.replace(b"+", b" ")).decode("utf-8")
+        except UnicodeDecodeError:
+            return "query string"
+    return None
+
+
+def bad_url_body(part: str) -> bytes:
+    return msgspec.json.encode(
+        problem("validation_error", f"the request's {part} is not valid UTF-8 once percent-decoded")
+    )
+
+
+async def not_http(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+    """A WebSocket (or lifespan) scope: only the URL's check."""
+    if scope["type"] == ScopeType.WEBSOCKET and undecodable_part(scope):
+        close: WebSocketCloseEvent = {
+            "type": "websocket.close",
+            "code": WEBSOCKET_BAD_URL_CLOSE_CODE,
+            "reason": "the URL is not valid UTF-8 once percent-decoded",
+        }
+        await send(close)
+        return
+    await app(scope, receive, send)
+
+
 def request_context(metrics_of: Any) -> Any:
     """Middleware factory; `metrics_of(scope)` finds the app's Metrics."""
 
     def middleware(app: ASGIApp) -> ASGIApp:
         async def handle(scope: Scope, receive: Receive, send: Send) -> None:
             if scope["type"] != ScopeType.HTTP:
-                await app(scope, receive, send)
+                await not_http(app, scope, receive, send)
                 return
             headers = dict(scope.get("headers") or [])
             given = headers.get(b"x-request-id", b"").decode("latin-1")[:REQUEST_ID_LENGTH_MAX]
@@ -76,7 +123,10 @@ def request_context(metrics_of: Any) -> Any:
                 await send_with_id(message)
 
             try:
-                if scope["path"] in STREAM_PATHS or "x-ndjson" in headers.get(
+                bad_part = undecodable_part(scope)
+                if bad_part is not None:
+                    await send_problem(send_with_id, bad_url_body(bad_part), 400)
+                elif scope["path"] in STREAM_PATHS or "x-ndjson" in headers.get(
                     b"accept", b""
                 ).decode("latin-1"):
                     await app(scope, receive, send_with_id)

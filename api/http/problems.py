@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+import psycopg
 import structlog
+from eventsourcing.persistence import PersistenceError
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
 from litestar.openapi.datastructures import ResponseSpec
@@ -17,6 +19,7 @@ from ledger.errors import (
     LedgerError,
     UnavailableError,
 )
+from projections.tailer import CONNECTION_ERRORS
 
 log = structlog.get_logger("api.http.problems")
 
@@ -148,6 +151,31 @@ def handle_recursion(_: Request[Any, Any, Any], error: Exception) -> Response[Pr
     return problem_response(problem("validation_error", "the body is nested too deeply"))
 
 
+# A store that cannot be reached, as whatever reached for it raises it: the event store's
+# library (PersistenceError, ledger.store.availability's StoreUnavailableError among them),
+# psycopg under it, asyncpg for the read models (CONNECTION_ERRORS: its connection errors, a
+# refused or timed-out connect). The request is answered 503 `unavailable`, never 500.
+STORE_FAILURES: tuple[type[Exception], ...] = (
+    PersistenceError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    *CONNECTION_ERRORS,
+)
+STORE_FAILURE_DETAIL = (
+    "the store is unreachable; retry shortly (a command: with the same Idempotency-Key)"
+)
+
+
+def handle_store_failure(request: Request[Any, Any, Any], error: Exception) -> Response[Problem]:
+    log.warning(
+        "request_store_unavailable",
+        path=request.url.path,
+        error=type(error).__name__,
+        detail=str(error).strip().splitlines()[0] if str(error).strip() else None,
+    )
+    return problem_response(problem("unavailable", STORE_FAILURE_DETAIL))
+
+
 def handle_unexpected(request: Request[Any, Any, Any], error: Exception) -> Response[Problem]:
     log.exception("request_crashed", path=request.url.path, error=type(error).__name__)
     return problem_response(
@@ -160,6 +188,7 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     ApiError: handle_api_error,
     HTTPException: handle_http_exception,
     RecursionError: handle_recursion,
+    **dict.fromkeys(STORE_FAILURES, handle_store_failure),
     Exception: handle_unexpected,
 }
 

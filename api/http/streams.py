@@ -36,6 +36,8 @@ log = structlog.get_logger("api.http.streams")
 SUBSCRIBER_QUEUE_MAX = 10_000
 # A quiet stream sends a heartbeat (and catches up from the read models) this often.
 HEARTBEAT_S = 15.0
+# A comment line alone (`: heartbeat`): no `data:` line, which clients would take for an event.
+HEARTBEAT = ServerSentEventMessage(comment="heartbeat", data=None)
 # Without NATS a stream polls the read models this often instead.
 POLL_WITHOUT_NATS_S = 1.0
 # Read-model rows per catch-up query.
@@ -81,7 +83,8 @@ class LiveEntries:
     async def _subscribe(self) -> None:
         nats = self.services.nats
         if self.subscription is None and nats is not None and nats.is_connected:
-            subject = tenant_subjects(self.tenant_id, self.account_id)
+            prefix = self.services.settings.nats_subject_prefix
+            subject = tenant_subjects(self.tenant_id, self.account_id, prefix)
             self.subscription = await nats.subscribe(subject, cb=self._on_message)
 
     async def __aexit__(self, *_: object) -> None:
@@ -180,7 +183,7 @@ async def stream(
         async with live:
             async for item in live.entries():
                 if item is None:
-                    yield ServerSentEventMessage(comment="heartbeat")
+                    yield HEARTBEAT
                 else:
                     yield ServerSentEventMessage(data=item[1].decode(), id=item[0], event="entry")
 

@@ -49,6 +49,11 @@ def configure_logging(log_format: str = "auto", level: str = "info") -> None:
     root.handlers = [handler]
     root.setLevel(logging.getLevelNamesMapping()[level.upper()])
     logging.getLogger("pgserver").setLevel(logging.WARNING)  # it logs every pg_ctl call
+    # Expected noise while a dependency is down, said once by our own lines instead
+    # (store_unreachable, tailer_connection_lost, relay_nats_unavailable): asyncpg's pool
+    # warns with a traceback on every failed reconnect, psycopg's pool on every attempt.
+    for name in ("asyncpg.pool", "psycopg.pool"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers = []
         logging.getLogger(name).propagate = True

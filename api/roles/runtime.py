@@ -25,7 +25,8 @@ from api.http.ratelimit import RateLimiter
 from api.http.services import Services
 from api.roles.supervisor import CommandRole, Supervisor
 from api.roles.writer_process import WriterProcess
-from api.settings import Settings
+from api.settings import Settings, nats_servers
+from events.jetstream import StreamConfig
 from events.relay import Relay
 from ledger.store.application import Ledger
 from ledger.store.transcoder import new_mapper
@@ -38,40 +39,115 @@ log = structlog.get_logger("api.roles.runtime")
 
 # asyncpg connections for read-model queries.
 READ_POOL_SIZE_MAX = 10
+# A read-model connection not made within this is given up: the request answers 503 within the
+# store's bound (docs/reliability.md) instead of asyncpg's 60 s.
+READ_CONNECT_TIMEOUT_S = 1.0
 # Seconds between attempts to reach NATS while it is down.
 NATS_RECONNECT_WAIT_S = 1.0
+# The relay's connect tries each server twice, this far apart, then gives up to its own
+# back-off (events/relay.py), which says what it is waiting for.
+RELAY_CONNECT_RETRY_WAIT_S = 0.1
+
+
+class NatsCallbacks:
+    """nats-py's callbacks, so that its noise while NATS is down is ours and below ERROR: by
+    default it logs every failed reconnect attempt at ERROR with a traceback (twice a second
+    with the live streams' client). The first error of an outage is a warning; the others,
+    debug; the reconnect, info."""
+
+    def __init__(self, client: str) -> None:
+        self.client = client
+        self.down = False
+
+    async def error(self, error: Exception) -> None:
+        text = str(error) or type(error).__name__
+        if self.down:
+            log.debug("nats_client_error", client=self.client, error=text)
+        else:
+            self.down = True
+            log.warning("nats_client_error", client=self.client, error=text)
+
+    async def disconnected(self) -> None:
+        if not self.down:
+            self.down = True
+            log.warning("nats_disconnected", client=self.client)
+
+    async def reconnected(self) -> None:
+        self.down = False
+        log.info("nats_reconnected", client=self.client)
+
+    def options(self) -> dict[str, Any]:
+        return {
+            "error_cb": self.error,
+            "disconnected_cb": self.disconnected,
+            "reconnected_cb": self.reconnected,
+        }
 
 
 async def connect_nats(services: Services, url: str) -> None:
     """Keeps trying until NATS answers; the API works without it (it is not on the command path)."""
     import nats  # noqa: PLC0415 - only needed when NATS is configured
 
+    callbacks = NatsCallbacks("live_streams")
     while True:
         try:
             services.nats = await nats.connect(
-                url,
+                servers=nats_servers(url),
                 connect_timeout=2,
                 allow_reconnect=True,
                 max_reconnect_attempts=-1,
                 reconnect_time_wait=NATS_RECONNECT_WAIT_S,
+                **callbacks.options(),
             )
         except Exception as error:  # noqa: BLE001 - log and keep trying
-            log.warning("nats_connect_failed", error=str(error) or type(error).__name__)
+            await callbacks.error(error)
             await asyncio.sleep(NATS_RECONNECT_WAIT_S)
         else:
-            log.info("nats_connected")
+            callbacks.down = False
+            log.info("nats_connected", servers=nats_servers(url))
             return
 
 
 def relay_connector(url: str) -> Callable[[], Awaitable[Any]]:
-    """The relay's own connection: no automatic reconnect, it backs off and reconnects itself."""
+    """The relay's own connection: no automatic reconnect, it backs off and reconnects itself.
+    Given every server of `url` (comma-separated), it connects to any that answers and learns
+    the rest of the cluster from it."""
+    callbacks = NatsCallbacks("relay")
 
     async def connect() -> Any:
         import nats  # noqa: PLC0415
 
-        return await nats.connect(url, connect_timeout=2, allow_reconnect=False)
+        # One attempt per server and back (nats-py's default is 60 attempts 2 s apart per
+        # server inside one connect: the relay sat silent for two minutes in it).
+        client = await nats.connect(
+            servers=nats_servers(url),
+            connect_timeout=2,
+            allow_reconnect=False,
+            max_reconnect_attempts=1,
+            reconnect_time_wait=RELAY_CONNECT_RETRY_WAIT_S,
+            **callbacks.options(),
+        )
+        callbacks.down = False
+        return client
 
     return connect
+
+
+def relay_of(settings: Settings, database_url: str, nats_url: str) -> Relay:
+    """The relay these settings describe: its stream, subjects and message ids."""
+    return Relay(
+        database_url,
+        settings.schema,
+        new_mapper(),
+        relay_connector(nats_url),
+        stream=StreamConfig(
+            name=settings.stream_name,
+            subject_prefix=settings.nats_subject_prefix,
+            duplicate_window_s=settings.nats_duplicate_window_s,
+            replicas=settings.nats_stream_replicas,
+        ),
+        message_id_namespace=settings.nats_message_id_namespace,
+    )
 
 
 @dataclass
@@ -122,7 +198,9 @@ class Runtime:
             metrics.gauge("ledger_writer_process_restarts", lambda: writer.restarts)
         mapper = new_mapper()
         services = Services(settings, ledger, writer, auth, key_usage, metrics, mapper)
-        pool = await asyncpg.create_pool(database_url, min_size=1, max_size=READ_POOL_SIZE_MAX)
+        pool = await asyncpg.create_pool(
+            database_url, min_size=1, max_size=READ_POOL_SIZE_MAX, timeout=READ_CONNECT_TIMEOUT_S
+        )
         runtime = cls(services=services, pool=pool, supervisor=supervisor)
         follower = Follower(
             database_url, settings.schema, mapper, batch_size_max=settings.follower_batch_size
@@ -134,13 +212,7 @@ class Runtime:
             runtime.tasks.append(asyncio.create_task(follower.run(runtime.stop_background)))
         if settings.nats_url:
             if settings.run_relay:
-                relay = Relay(
-                    database_url,
-                    settings.schema,
-                    mapper,
-                    relay_connector(settings.nats_url),
-                    stream_name=settings.stream_name,
-                )
+                relay = relay_of(settings, database_url, settings.nats_url)
                 metrics.gauge("ledger_relay_position", lambda: relay.position)
                 runtime.tasks.append(asyncio.create_task(relay.run(runtime.stop_background)))
             runtime.nats_task = asyncio.create_task(connect_nats(services, settings.nats_url))

@@ -14,7 +14,10 @@ connects its socket). Everything runs on the app's event loop.
   its own session (a Ctrl-C at the terminal reaches serve alone, which stops the children in
   order) and, on Linux, SIGTERM should serve die.
 - Restarts: a child that exits is started again after a back-off that doubles from 0.5 s to
-  30 s and starts at 0.5 s again for a child that ran 60 s. The follower and the relay each
+  5 s and starts at 0.5 s again for a child that ran 10 s. A dependency's outage is no reason
+  for a child to exit (each waits for the store or NATS itself), so the back-off only has to
+  keep a child that crashes at once from spinning, not to wait out an outage: a longer cap
+  would only delay its return. The follower and the relay each
   hold an advisory lock, so a restart can never make two of a kind active.
 - Stopping: stage by stage, every child of a stage gone before those of the next are asked.
   The writer's stage comes first: it answers every command it accepted before the follower
@@ -52,9 +55,9 @@ log = structlog.get_logger("api.roles.supervisor")
 CHECK_INTERVAL_S = 0.5
 # Back-off before restarting a child that exited: doubles from the first to the most.
 RESTART_BACKOFF_FIRST_S = 0.5
-RESTART_BACKOFF_MAX_S = 30.0
+RESTART_BACKOFF_MAX_S = 5.0
 # A child that ran this long before exiting starts again at the first back-off.
-RESTART_BACKOFF_RESET_AFTER_S = 60.0
+RESTART_BACKOFF_RESET_AFTER_S = 10.0
 # Seconds a `ledger` sub-command gets to finish after SIGTERM before it is killed.
 STOP_TIMEOUT_S = 15.0
 # How often a child that was asked to stop is looked at until it has.

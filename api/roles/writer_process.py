@@ -31,6 +31,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
@@ -74,6 +75,8 @@ READY_TIMEOUT_S = 60.0
 DRAIN_TIMEOUT_S = 30.0
 # Seconds a child whose connection ended gets to exit of itself before it is killed.
 LOST_EXIT_TIMEOUT_S = 5.0
+# A child that cannot reach the store at start tries again this often.
+START_RETRY_S = 0.25
 
 
 # ------------------------------------------------------------------------------ the parent
@@ -371,7 +374,8 @@ class WriterServer:
                     self.sock.sendall(message)
             except OSError as error:  # the parent is gone: what is committed stays committed
                 self._broken = True
-                log.error("writer_process_parent_gone", error=str(error), answers=len(answers))
+                # Expected when serve is killed: the child finishes what it accepted and exits.
+                log.warning("writer_process_parent_gone", error=str(error), answers=len(answers))
 
     def run(self) -> bool:
         """Says it is ready, then queues works until the parent closes its side. True when
@@ -379,7 +383,11 @@ class WriterServer:
         self._send([])
         buffer = bytearray()
         while True:
-            chunk = self.sock.recv(RECEIVE_BYTES)
+            try:
+                chunk = self.sock.recv(RECEIVE_BYTES)
+            except OSError as error:  # serve was killed (the kernel reset its side): expected
+                log.warning("writer_process_parent_gone", error=str(error) or type(error).__name__)
+                return not buffer
             if not chunk:
                 if buffer:
                     log.error("writer_process_message_cut_short", bytes=len(buffer))
@@ -409,6 +417,42 @@ class WriterServer:
                 self._send([(token, error)])
 
 
+def open_store(database_url: str, schema: str, sock: socket.socket) -> Any:
+    """The child's Ledger, tried again every START_RETRY_S while the store cannot be reached
+    (a child started during an outage is ready within that of the store answering, instead
+    of exiting into the supervisor's growing back-off); None on any other failure, or once
+    serve is gone."""
+    from eventsourcing.persistence import PersistenceError  # noqa: PLC0415
+    from psycopg import OperationalError  # noqa: PLC0415
+
+    from ledger.store.application import Ledger  # noqa: PLC0415
+
+    said = False
+    while True:
+        try:
+            return Ledger(database_url, schema)
+        except (OperationalError, PersistenceError, OSError) as error:
+            if not said:
+                said = True
+                log.warning("writer_process_waiting_for_store", error=str(error).strip()[:300])
+        except Exception:
+            log.exception("writer_process_start_failed")
+            return None
+        if parent_gone(sock):
+            return None
+        time.sleep(START_RETRY_S)
+
+
+def parent_gone(sock: socket.socket) -> bool:
+    """Whether serve closed (or lost) its side of the socket, without reading a message."""
+    try:
+        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
 def main(argv: list[str] | None = None) -> int:
     """The child. It ends when serve closes its side of the socket (serve stopping, or dying:
     the kernel closes its descriptors), after answering every command it accepted. SIGTERM
@@ -417,7 +461,6 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     from api.roles.garbage_collector import tune_collector  # noqa: PLC0415 - the child's imports only
     from api.roles.logs import configure_logging  # noqa: PLC0415
-    from ledger.store.application import Ledger  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(prog="api.roles.writer_process")
     parser.add_argument("--fd", type=int, required=True, help="the inherited socket's descriptor")
@@ -428,10 +471,8 @@ def main(argv: list[str] | None = None) -> int:
         log.error("writer_process_needs_database_url")
         return 2
     sock = socket.socket(fileno=args.fd)
-    try:
-        ledger = Ledger(settings.database_url, settings.schema)
-    except Exception:
-        log.exception("writer_process_start_failed")
+    ledger = open_store(settings.database_url, settings.schema, sock)
+    if ledger is None:
         return 1
     writer = Writer(ledger)
     writer.start()

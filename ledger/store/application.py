@@ -20,6 +20,7 @@ from eventsourcing.persistence import Mapper
 from eventsourcing.utils import Environment, get_topic
 
 from ledger.errors import InvalidCommandError
+from ledger.store.availability import StoreGate, install_gate
 from ledger.store.recorder import EventColumns, StoredRow
 from ledger.store.stored_results import StoredResult
 from ledger.store.transcoder import LedgerMapper, new_mapper
@@ -32,9 +33,9 @@ STORE_LOCK_TIMEOUT_S = 5
 # The advisory lock of a schema's event-store DDL is (STORE_DDL_LOCK_CLASS, hashtext(schema)):
 # a constant every writer agrees on ("lsdd"), apart from the read models' DDL lock.
 STORE_DDL_LOCK_CLASS = 0x6C73_6464
-# Seconds to wait for a pooled connection. The library retries a failed write 10 times, so an
-# unreachable store answers `unavailable` after about ten times this.
-STORE_CONNECT_TIMEOUT_S = 2
+# Seconds to wait for a pooled connection. A store that cannot be reached closes the store's
+# gate (ledger/store/availability.py) at the first failure, so this bounds one wait, not ten.
+STORE_CONNECT_TIMEOUT_S = 1
 
 
 def postgres_env(
@@ -95,6 +96,13 @@ class Ledger(Application[UUID]):
         env = postgres_env(database_url, schema, connect_timeout_s)
         with store_ddl_lock(database_url, schema, connect_timeout_s):
             super().__init__(env=env)  # creates the tables that are missing
+        recorder: Any = self.recorder
+        # Every recorder of this application shares the datastore: one gate for all of them.
+        self.store_gate: StoreGate = install_gate(recorder.datastore)
+
+    def close(self) -> None:
+        self.store_gate.close()
+        super().close()
 
     def construct_env(self, name: str, env: Any = None) -> Environment:
         """Only what was passed in: the library would otherwise read os.environ."""

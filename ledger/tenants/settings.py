@@ -62,5 +62,4 @@ def check_settings(settings: TenantSettings | TenantSettingsPatch) -> None:
             )
         for currency, rate in rates.items():
             check_currency(currency)
-            if parse_decimal(rate, f"purchase_rates.{currency}") <= 0:
-                raise InvalidCommandError("purchase rates must be positive")
+            parse_decimal(rate, f"purchase_rates.{currency}", positive=True)

@@ -39,7 +39,7 @@ class Committer:
                 batch.conflict = error
                 return Commit.CONFLICT
             if stored is not True:
-                log.error("writer_commit_failed", error=str(error), commands=len(batch.works))
+                log.warning("writer_commit_failed", error=str(error), commands=len(batch.works))
                 detail = (
                     "the event store is unreachable; nothing was recorded"
                     if stored is False

@@ -332,7 +332,8 @@ class Writer(Submitting):
         return outcome is Commit.DONE
 
     def _unreachable(self, batch: Batch) -> None:
-        log.error("writer_store_unreachable", error=str(batch.unreachable))
+        # Expected while the store is down (its gate logs the outage once): not an ERROR.
+        log.warning("writer_store_unreachable", error=str(batch.unreachable))
         fail(batch.works, UnavailableError("the event store is unreachable; nothing was recorded"))
 
     def _on_conflict(self, works: list[Work], attempt: int, error: Exception) -> None:

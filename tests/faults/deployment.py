@@ -30,7 +30,7 @@ class Tenant:
 @dataclass
 class Deployment:
     database_url: str
-    nats_urls: list[str]  # the first is LEDGER_NATS_URL; a test reads from all of them
+    nats_urls: list[str]  # LEDGER_NATS_URL, comma-separated; a test reads from all of them
     directory: Path  # logs and replay files
     settings: dict[str, str] = field(default_factory=dict)  # more LEDGER_* for serve
     schema: str = field(default_factory=lambda: f"faults_{secrets.token_hex(4)}")
@@ -43,7 +43,7 @@ class Deployment:
         """The LEDGER_* settings every role of this deployment runs with."""
         return {
             "LEDGER_DATABASE_URL": self.database_url,
-            "LEDGER_NATS_URL": self.nats_urls[0],
+            "LEDGER_NATS_URL": ",".join(self.nats_urls),
             "LEDGER_ADMIN_KEY": self.admin_key,
             "LEDGER_DB_SCHEMA": self.schema,
             "LEDGER_STREAM_NAME": self.stream_name,

@@ -12,8 +12,6 @@ import asyncio
 import time
 from collections.abc import Callable
 
-import pytest
-
 from tests.faults import jetstream
 from tests.faults.burst import Burst
 from tests.faults.deployment import Deployment
@@ -34,12 +32,6 @@ def readiness_said_unready_for_nats_alone(figures: Figures) -> list[str]:
     return []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 18: the relay has no LEDGER_NATS_DUPLICATE_WINDOW_S (events/relay.py keeps "
-    "120 s), so the stream's window is not the test's; and /health/ready answers 503 while "
-    "only NATS is down",
-)
 async def test_a_nats_outage_longer_than_the_duplicate_window_leaves_every_entry_on_the_stream_once(
     nats_server: NatsNode, deployment_of: Callable[..., Deployment], figures: Figures
 ) -> None:
@@ -88,11 +80,6 @@ async def move_leader_off(nc: object, stream_name: str, node: str) -> str | None
     return node  # it could not move (one replica): the node it lives on is lost
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 18: the relay has no LEDGER_NATS_STREAM_REPLICAS (events/relay.py creates the "
-    "stream with one replica), so losing the node that holds it loses NATS's copy",
-)
 async def test_an_r3_stream_losing_one_of_three_nodes_mid_burst_misses_nothing(
     nats_cluster: NatsCluster, deployment_of: Callable[..., Deployment], figures: Figures
 ) -> None:

@@ -11,8 +11,6 @@ import asyncio
 import time
 from collections.abc import Callable
 
-import pytest
-
 from tests.faults.burst import Burst
 from tests.faults.deployment import Deployment
 from tests.faults.figures import Figures, broken_promises
@@ -33,12 +31,6 @@ def readiness_said_ready_while_the_store_was_down(figures: Figures) -> list[str]
     return []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 18: after a PostgreSQL restart the relay never publishes again (NATS misses "
-    "every later entry) and the follower, which dies on the drop, is back only after the "
-    "supervisor's restart back-off (over 1 s); reads across the restart may answer 500",
-)
 async def test_a_postgres_restart_mid_burst_loses_nothing_and_every_role_reconnects_within_1_s(
     postgres: PrivatePostgres,
     nats_server: NatsNode,
@@ -57,12 +49,6 @@ async def test_a_postgres_restart_mid_burst_loses_nothing_and_every_role_reconne
     figures.conclude(broken_promises(figures, reconnect_within_s=RECONNECT_WITHIN_S))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 18: commands and reads in flight or sent while PostgreSQL is down are not "
-    "answered 503 within 2 s (they hang until it is back; some reads answer 500); after it the "
-    "follower is back only after its restart back-off and the relay never publishes again",
-)
 async def test_a_15_s_postgres_outage_answers_503_within_2_s_and_every_role_is_back_within_1_s(
     postgres: PrivatePostgres,
     nats_server: NatsNode,

@@ -9,8 +9,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-import pytest
-
 from tests.faults import jetstream
 from tests.faults.burst import Burst
 from tests.faults.deployment import Deployment
@@ -29,11 +27,6 @@ async def subjects_of(deployment: Deployment) -> list[str] | None:
     return list(config.subjects) if config is not None else None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 18: no LEDGER_NATS_SUBJECT_PREFIX: every deployment's stream takes `ledger.>`, "
-    "so the second one's relay cannot create its stream and publishes nothing",
-)
 async def test_two_deployments_on_one_nats_server_each_get_every_entry_of_their_own_once(
     nats_server: NatsNode,
     deployment_of: Callable[..., Deployment],

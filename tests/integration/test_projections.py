@@ -32,6 +32,7 @@ from projections.audit import compare_with_read_models
 from projections.changes import Changes
 from projections.event_store import events_after
 from projections.follower import Follower
+from projections.tailer import schema_lock_key
 from tests import envelopes as c
 from tests.integration.helpers import (
     commit_during_a_read,
@@ -320,7 +321,9 @@ async def test_a_follower_whose_connection_is_cut_reconnects_by_itself_and_appli
         nonlocal ended, batches
         batches += 1
         if batches == 3:
-            ended += await terminate_session_holding(killer, follower_module.ADVISORY_LOCK_KEY)
+            ended += await terminate_session_holding(
+                killer, schema_lock_key(follower_module.ADVISORY_LOCK_KEY, schema)
+            )
 
     follower = Follower(
         database_url,
@@ -339,7 +342,9 @@ async def test_a_follower_whose_connection_is_cut_reconnects_by_itself_and_appli
 
         await eventually(caught_up)
         assert ended == 1  # cut mid-stream, the batch's transaction lost with the session
-        ended += await terminate_session_holding(killer, follower_module.ADVISORY_LOCK_KEY)
+        ended += await terminate_session_holding(
+            killer, schema_lock_key(follower_module.ADVISORY_LOCK_KEY, schema)
+        )
         assert ended == 2  # cut while it waits, caught up
         await drive(writer, "cut-later", [("consume", i, 1) for i in range(20)])
         await eventually(caught_up)
@@ -398,6 +403,41 @@ async def test_a_follower_that_cannot_reach_the_database_keeps_trying_and_catche
             assert report["entries"] == 3 * 2 + 10
     finally:
         await conn.close()
+
+
+async def test_a_follower_is_tailing_again_within_1_s_of_the_database_answering_after_a_long_outage(
+    writer: Writer, database_url: str, schema: str
+) -> None:
+    """However long the outage, the reconnect back-off stays short enough (issue 18: every
+    role reconnects by itself within 1 s of the store answering)."""
+    await drive(writer, "long-away", [("consume", i, 1) for i in range(5)])
+    parts = urlsplit(database_url)
+    socket_dir = parse_qs(parts.query).get("host", [None])[0]
+    proxy = Proxy(socket_dir or parts.hostname or "127.0.0.1", parts.port or 5432)
+    await proxy.start()
+    netloc = f"{parts.username or 'postgres'}@127.0.0.1:{proxy.port}"
+    follower = Follower(parts._replace(netloc=netloc, query="").geturl(), schema, new_mapper())
+    stop = asyncio.Event()
+    task = asyncio.create_task(follower.run(stop))
+    loop = asyncio.get_running_loop()
+
+    async def caught_up() -> bool:
+        assert not task.done(), "the follower stopped by itself"
+        return follower.position >= await asyncio.to_thread(writer.ledger.max_position)
+
+    try:
+        await eventually(caught_up)
+        await proxy.cut()
+        await drive(writer, "long-away-later", [("consume", i, 1) for i in range(5)])
+        await asyncio.sleep(7.0)  # a back-off doubling from 0.1 s would next try at 11.3 s
+        await proxy.start()
+        up_at = loop.time()
+        await eventually(caught_up)
+        assert loop.time() - up_at <= 1.0
+    finally:
+        stop.set()
+        await task
+        await proxy.cut()
 
 
 async def eventually(predicate: Any, timeout_s: float = 20.0) -> None:

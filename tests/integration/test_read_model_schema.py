@@ -40,7 +40,7 @@ async def test_roles_creating_the_read_models_at_once_on_a_fresh_schema_all_succ
             tables = await conns[0].fetch(
                 "SELECT tablename FROM pg_tables WHERE schemaname = $1", schema
             )
-            assert {row[0] for row in tables} == {*TABLES, "relay_tracking"}
+            assert {row[0] for row in tables} == {*TABLES, "relay_tracking", "relay_deployment"}
             indexes = await conns[0].fetchval(
                 "SELECT count(*) FROM pg_indexes WHERE schemaname = $1 AND tablename = 'rm_entries'",
                 schema,

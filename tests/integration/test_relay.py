@@ -15,12 +15,14 @@ import nats
 import pytest
 
 from api.roles.runtime import relay_connector
+from events.jetstream import DUPLICATE_WINDOW_S, StreamConfig
 from events.publisher import AckedPublisher, PublishError
 from events.relay import Relay
 from events.subjects import account_token
 from ledger.store.application import Ledger
 from ledger.store.transcoder import new_mapper
 from ledger.writer.writer import Writer
+from projections.tailer import schema_lock_key
 from tests import envelopes as c
 from tests.conftest import TEST_DATA_DIR
 from tests.integration.helpers import (
@@ -59,7 +61,13 @@ async def account_positions(ledger: Ledger, database_url: str, schema: str) -> d
 
 @contextlib.asynccontextmanager
 async def running_relay(
-    database_url: str, schema: str, nats_url: str, stream_name: str, **options: Any
+    database_url: str,
+    schema: str,
+    nats_url: str,
+    stream_name: str,
+    *,
+    duplicate_window_s: float = DUPLICATE_WINDOW_S,
+    **options: Any,
 ) -> AsyncIterator[Relay]:
     """A relay running as a task on this loop, stopped (its position stored) on the way out."""
     relay = Relay(
@@ -67,7 +75,7 @@ async def running_relay(
         schema,
         new_mapper(),
         relay_connector(nats_url),
-        stream_name=stream_name,
+        stream=StreamConfig(name=stream_name, duplicate_window_s=duplicate_window_s),
         **options,
     )
     stop = asyncio.Event()
@@ -182,7 +190,7 @@ async def test_a_relay_killed_mid_burst_and_restarted_loses_nothing_and_jetstrea
         schema,
         new_mapper(),
         relay_connector(nats_url),
-        stream_name=stream_name,
+        stream=StreamConfig(name=stream_name),
         in_flight_max=20,
     )
     stop = asyncio.Event()
@@ -199,7 +207,7 @@ async def test_a_relay_killed_mid_burst_and_restarted_loses_nothing_and_jetstrea
         schema,
         new_mapper(),
         relay_connector(nats_url),
-        stream_name=stream_name,
+        stream=StreamConfig(name=stream_name),
         in_flight_max=20,
     )
     stop_second = asyncio.Event()
@@ -247,7 +255,7 @@ async def test_a_relay_whose_connection_is_cut_reconnects_by_itself_and_every_po
         schema,
         new_mapper(),
         relay_connector(nats_url),
-        stream_name=stream_name,
+        stream=StreamConfig(name=stream_name),
         in_flight_max=20,
     )
     store_position = relay.store_position
@@ -256,7 +264,9 @@ async def test_a_relay_whose_connection_is_cut_reconnects_by_itself_and_every_po
         nonlocal ended, stores
         stores += 1
         if stores == 3:
-            ended += await terminate_session_holding(killer, relay_module.ADVISORY_LOCK_KEY)
+            ended += await terminate_session_holding(
+                killer, schema_lock_key(relay_module.ADVISORY_LOCK_KEY, schema)
+            )
         await store_position(conn, position)
 
     monkeypatch.setattr(relay, "store_position", cut_before_the_third_store)
@@ -270,7 +280,9 @@ async def test_a_relay_whose_connection_is_cut_reconnects_by_itself_and_every_po
 
         await wait_until(caught_up)
         assert ended == 1  # cut mid-stream, the window published but its position not stored
-        ended += await terminate_session_holding(killer, relay_module.ADVISORY_LOCK_KEY)
+        ended += await terminate_session_holding(
+            killer, schema_lock_key(relay_module.ADVISORY_LOCK_KEY, schema)
+        )
         assert ended == 2  # cut while it waits, caught up
         await burst(writer, "cut", ["a", "b"], 50)
         await wait_until(caught_up)
@@ -375,7 +387,7 @@ async def test_the_publisher_fails_a_message_no_stream_takes_or_the_stream_refus
             subject, b"{}", {"Nats-Expected-Stream": "another"}, token="8"
         )
         async with asyncio.timeout(5):
-            assert await stored == 1
+            assert (await stored).seq == 1
             with pytest.raises(PublishError, match="refused"):
                 await refused
     finally:

@@ -117,3 +117,58 @@ async def test_a_commit_whose_acknowledgement_was_lost_is_answered_once_and_appl
     assert outcome.value.position > 0  # type: ignore[attr-defined]
     assert stored_event_count(ledger, database_url, T, "a", "CreditsConsumed") == 1
     assert await balance(writer, T, "a") == 90
+
+
+# issue 18: a command sent while the store is down is answered within this, and one sent once
+# it answers again succeeds within RECOVERY_WITHIN_S.
+ANSWER_WITHIN_S = 2.0
+RECOVERY_WITHIN_S = 1.0
+# Long enough for a doubling back-off to have grown past the recovery bound.
+OUTAGE_S = 6.0
+
+
+async def test_commands_while_the_store_is_down_fail_within_2_s_and_succeed_within_1_s_of_it_answering(
+    database_url: str, schema: str
+) -> None:
+    """The library retries a failed statement ten times and its pool backs off to seconds
+    between reconnects: the store's gate answers at once while the store is down and opens
+    as soon as it answers."""
+    parts = urlsplit(database_url)
+    socket_dir = parse_qs(parts.query).get("host", [None])[0]
+    proxy = Proxy(socket_dir or parts.hostname or "127.0.0.1", parts.port or 5432)
+    await proxy.start()
+    ledger = await asyncio.to_thread(Ledger, via_proxy(database_url, proxy.port), schema=schema)
+    writer = Writer(ledger)
+    writer.start()
+    loop = asyncio.get_running_loop()
+
+    def consume() -> Any:
+        return writer.submit(
+            c.ConsumeCredits(tenant_id=T, account_id="a", amount=1, operation="op")
+        )
+
+    try:
+        await open_funded(writer, T, {"a": 100})
+        await proxy.cut()
+        down_at = loop.time()
+        while loop.time() < down_at + OUTAGE_S:
+            sent_at = loop.time()
+            with pytest.raises(UnavailableError):
+                await consume()
+            assert loop.time() - sent_at <= ANSWER_WITHIN_S
+            await asyncio.sleep(0.2)
+        await proxy.start()
+        up_at = loop.time()
+        while True:
+            try:
+                await consume()
+                break
+            except UnavailableError:
+                assert loop.time() - up_at <= RECOVERY_WITHIN_S, "not back within 1 s"
+                await asyncio.sleep(0.02)
+        assert loop.time() - up_at <= RECOVERY_WITHIN_S
+        assert await balance(writer, T, "a") == 99
+    finally:
+        await writer.stop()
+        await proxy.cut()
+        await asyncio.to_thread(ledger.close)
