@@ -47,6 +47,7 @@ class KeyGrant:
     scopes: frozenset[str]
     expires_at: datetime | None
     revoked: bool
+    tenant_disabled: bool = False
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,7 @@ def load_grant(ledger: Ledger, key_hash: str) -> KeyGrant | None:
         scopes=frozenset(key.scopes),
         expires_at=key.expires_at,
         revoked=key.revoked_at is not None,
+        tenant_disabled=tenant.disabled,
     )
 
 
@@ -164,6 +166,8 @@ class Authenticator:
             raise ApiError("unauthorized", "the API key is not known")
         if grant.revoked:
             raise ApiError("unauthorized", "the API key was revoked")
+        if grant.tenant_disabled:
+            raise ApiError("unauthorized", "the API key's tenant is disabled")
         if grant.expires_at is not None and grant.expires_at <= datetime.now(tz=UTC):
             raise ApiError("unauthorized", "the API key has expired")
         structlog.contextvars.bind_contextvars(tenant_id=grant.tenant_id)
