@@ -65,6 +65,8 @@ UpdateTenant = _in_tenant(tenants.UpdateTenant)
 CreateApiKey = _in_tenant(tenants.CreateApiKey)
 RevokeApiKey = _in_tenant(tenants.RevokeApiKey)
 GetTenant = _in_tenant(tenants.GetTenant)
+DisableTenant = _in_tenant(tenants.DisableTenant)
+EnableTenant = _in_tenant(tenants.EnableTenant)
 
 check = validate
 

@@ -79,6 +79,8 @@ def every_kind_of_event() -> list[Any]:
     )
     key = ledger.run(c.CreateApiKey(tenant_id=T, scopes=["credits:consume"], expires_at=soon))
     ledger.run(c.RevokeApiKey(tenant_id=T, key_id=key.value.key_id))  # type: ignore[attr-defined]
+    ledger.run(c.DisableTenant(tenant_id=T, reason="unpaid"))
+    ledger.run(c.EnableTenant(tenant_id=T))
     ledger.run(c.OpenAccount(tenant_id=T, account_id=A, metadata=metadata))
     ledger.run(
         c.GrantCredits(

@@ -65,6 +65,8 @@ ONE_OF_EACH: list[c.Envelope[c.Command]] = [
     c.GetAccount(tenant_id=T, account_id=A),
     c.GetHold(tenant_id=T, account_id=A, hold_id="h"),
     c.GetTenant(tenant_id=T),
+    c.DisableTenant(tenant_id=T, reason="unpaid", by_key=None),
+    c.EnableTenant(tenant_id=T),
 ]
 
 
