@@ -44,6 +44,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     run_relay: bool = True  # publish entries to NATS from this process (`ledger relay` alone)
     stream_name: str = "LEDGER"  # the JetStream stream
     bench_endpoints: bool = False  # api/bench.py: the no-op ceiling of `make bench`
+    # Signs stream tokens and the console's CSRF tokens (issue 17); the same on every replica.
+    # None: `make run` generates one into data_dir; create_app alone makes one per process.
+    signing_secret: str | None = None
 
 
 BACKGROUND_MODES = ("process", "inline")
@@ -81,6 +84,7 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
         run_relay=(get("RUN_RELAY") or "yes").lower() in ("1", "yes", "true", "on"),
         stream_name=get("STREAM_NAME") or "LEDGER",
         bench_endpoints=(get("BENCH_ENDPOINTS") or "no").lower() in ("1", "yes", "true", "on"),
+        signing_secret=get("SIGNING_SECRET"),
     )
 
 

@@ -11,7 +11,7 @@ from litestar import Litestar
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
-from api.http import batch, bench, health, streams
+from api.http import batch, bench, health, stream_access, streams
 from api.http.accounts import AccountController
 from api.http.command_routes import command_routes
 from api.http.dependencies import DEPENDENCIES
@@ -56,6 +56,7 @@ def create_app(settings: Settings) -> Litestar:
             batch.run_batch,
             ReportController,
             *streams.ROUTES,
+            stream_access.create_stream_token,
             *health.ROUTES,
             *(bench.ROUTES if settings.bench_endpoints else []),
         ],
