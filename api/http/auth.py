@@ -151,7 +151,10 @@ class Authenticator:
             )
 
     async def authenticate(self, request: ASGIConnection[Any, Any, Any, Any]) -> Principal:
-        key = presented_key(request)
+        return await self.authenticate_key(presented_key(request))
+
+    async def authenticate_key(self, key: str | None) -> Principal:
+        """The principal of a key as a caller presents it (also the console's sign-in)."""
         if not key or len(key) > AUTH_HEADER_LENGTH_MAX:
             raise ApiError("unauthorized", "send an API key as 'Authorization: Bearer <key>'")
         if hmac.compare_digest(key.encode(), self.admin_key.encode()):
@@ -159,7 +162,10 @@ class Authenticator:
             return Principal(is_admin=True, tenant_id=None, key_id=None, scopes=frozenset())
         if not key.startswith(API_KEY_PREFIX) or not KEY_PATTERN.fullmatch(key):
             raise ApiError("unauthorized", "the API key is malformed")
-        key_hash = hash_api_key(key)
+        return await self.principal_of_hash(hash_api_key(key))
+
+    async def principal_of_hash(self, key_hash: str) -> Principal:
+        """The principal of a tenant key known by its hash (a console session keeps only that)."""
         self._limit(key_hash)
         grant = await self.grant_of(key_hash)
         if grant is None:
