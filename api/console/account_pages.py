@@ -5,13 +5,16 @@ refund forms, each with a confirmation step."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from litestar import Request, Response, get, post
+from litestar.params import PathParameter
 from litestar.response import Redirect
 
 from api.console.forms import (
+    QueryPosition,
+    QueryText,
     command,
     int_field,
     new_idempotency_key,
@@ -33,6 +36,7 @@ from api.console.reads import (
 from api.console.rendering import page
 from api.console.sessions import Me, check_csrf, signed_in
 from api.http.dependencies import ServicesDep
+from api.http.parameters import AccountIdParam
 from api.http.problems import ApiError
 from api.http.services import Services
 from api.http.stream_tokens import STREAM_TOKEN_TTL_S_DEFAULT
@@ -52,8 +56,8 @@ from ledger.tenants.api_keys import ACCOUNTS_READ, ACCOUNTS_WRITE, CREDITS_CONSU
 async def accounts(
     request: Request[Any, Any, Any],
     services: ServicesDep,
-    prefix: str | None = None,
-    after: str | None = None,
+    prefix: QueryText = None,
+    after: QueryText = None,
 ) -> Response[str]:
     me = await signed_in(services, request)
     require_scope(me, ACCOUNTS_READ)
@@ -86,7 +90,7 @@ async def open_account(request: Request[Any, Any, Any], services: ServicesDep) -
     return redirect(path_of("accounts", account_id), "opened")
 
 
-def stream_url(services: Services, me: Me, account_id: str, after: int) -> str:
+def stream_url(services: Services, me: Me, account_id: AccountIdParam, after: int) -> str:
     """A live feed of the account for the page's script: a stream token of the signed-in key."""
     assert me.principal.key_id is not None
     token = services.stream_tokens.issue(
@@ -100,8 +104,8 @@ def stream_url(services: Services, me: Me, account_id: str, after: int) -> str:
 async def account(
     request: Request[Any, Any, Any],
     services: ServicesDep,
-    account_id: str,
-    before: int | None = None,
+    account_id: AccountIdParam,
+    before: QueryPosition = None,
 ) -> Response[str]:
     me = await signed_in(services, request)
     require_scope(me, ACCOUNTS_READ)
@@ -113,7 +117,7 @@ async def account(
 async def account_page(
     services: Services,
     me: Me,
-    account_id: str,
+    account_id: AccountIdParam,
     before: int | None = None,
     *,
     notice: str | None = None,
@@ -144,14 +148,17 @@ async def account_page(
 
 @get("/accounts/{account_id:str}/stream-token", name="console_account_stream")
 async def account_stream(
-    request: Request[Any, Any, Any], services: ServicesDep, account_id: str, after: int = 0
+    request: Request[Any, Any, Any],
+    services: ServicesDep,
+    account_id: AccountIdParam,
+    after: QueryPosition = None,
 ) -> dict[str, str]:
     """A fresh live-feed URL, for the page's script when its token has expired."""
     me = await signed_in(services, request)
     require_scope(me, ACCOUNTS_READ)
     check_account_id(account_id)
     await asyncio.to_thread(load_account, services, me.principal.tenant(), account_id)
-    return {"url": stream_url(services, me, account_id, max(after, 0))}
+    return {"url": stream_url(services, me, account_id, after or 0)}
 
 
 # What each form does: (scope, notice, the command from the form, its summary lines).
@@ -204,12 +211,16 @@ FORMS: dict[str, tuple[str, str, str, Any]] = {
     "adjustments": (ACCOUNTS_WRITE, "adjusted", "Adjust the balance", adjustment_of),
     "refunds": (CREDITS_CONSUME, "refunded", "Refund a consumption", refund_of),
 }
+FormKind = Annotated[str, PathParameter(max_length=32)]
 FORM_FIELDS = ("amount", "reason", "expires_at", "consumption_id")
 
 
 @post("/accounts/{account_id:str}/{kind:str}", name="console_account_command")
 async def account_command(
-    request: Request[Any, Any, Any], services: ServicesDep, account_id: str, kind: str
+    request: Request[Any, Any, Any],
+    services: ServicesDep,
+    account_id: AccountIdParam,
+    kind: FormKind,
 ) -> Response[Any]:
     """Review (the account page's form), then confirm (the confirmation page's form)."""
     me = await signed_in(services, request)

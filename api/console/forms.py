@@ -6,11 +6,12 @@ from __future__ import annotations
 import re
 import secrets
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 from urllib.parse import quote, urlencode
 
 import msgspec
 import structlog
+from litestar.params import QueryParameter
 from litestar.response import Redirect
 
 from api.console.sessions import Me
@@ -25,6 +26,11 @@ T = TypeVar("T")
 ID_PREFIX = re.compile(r"^[a-z0-9-]{0,63}$")
 # Form fields read at most this long (the API's own bounds are checked by the command).
 FIELD_LENGTH_MAX = 4_096
+
+# The query parameters of the console's pages (a bad one is a 400 page).
+QueryText = Annotated[str | None, QueryParameter(required=False, max_length=1_024)]
+QueryPosition = Annotated[int | None, QueryParameter(required=False, ge=0, le=2**62)]
+QueryFlag = Annotated[bool, QueryParameter(required=False)]
 
 # What a page says after an action (the query carries the name, never the text).
 NOTICES = {

@@ -11,6 +11,7 @@ from litestar import Request, Response, get, post
 from litestar.response import Redirect
 
 from api.console.forms import (
+    QueryText,
     command,
     id_prefix,
     int_field,
@@ -27,6 +28,7 @@ from api.console.rendering import page
 from api.console.sessions import Me, check_csrf, signed_in
 from api.console.store import store_of
 from api.http.dependencies import ServicesDep
+from api.http.parameters import KeyIdParam, TenantIdParam
 from api.http.services import Services
 from api.http.tenants import (
     DisableBody,
@@ -53,8 +55,8 @@ RECENT_ACTIONS = 20
 async def tenants(
     request: Request[Any, Any, Any],
     services: ServicesDep,
-    prefix: str | None = None,
-    after: str | None = None,
+    prefix: QueryText = None,
+    after: QueryText = None,
 ) -> Response[str]:
     me = await signed_in(services, request)
     require_operator(me)
@@ -112,7 +114,7 @@ async def create_tenant(request: Request[Any, Any, Any], services: ServicesDep) 
 async def tenant_page(
     services: Services,
     me: Me,
-    tenant_id: str,
+    tenant_id: TenantIdParam,
     *,
     secret: ApiKeyView | None = None,
     notice: str | None = None,
@@ -138,7 +140,7 @@ async def tenant_page(
 
 @get("/tenants/{tenant_id:str}", name="console_tenant")
 async def tenant(
-    request: Request[Any, Any, Any], services: ServicesDep, tenant_id: str
+    request: Request[Any, Any, Any], services: ServicesDep, tenant_id: TenantIdParam
 ) -> Response[str]:
     me = await signed_in(services, request)
     operator_or_not_found(me)
@@ -149,7 +151,7 @@ async def tenant(
 
 @post("/tenants/{tenant_id:str}/settings", name="console_tenant_settings")
 async def change_settings(
-    request: Request[Any, Any, Any], services: ServicesDep, tenant_id: str
+    request: Request[Any, Any, Any], services: ServicesDep, tenant_id: TenantIdParam
 ) -> Redirect:
     me = await signed_in(services, request)
     operator_or_not_found(me)
@@ -166,7 +168,7 @@ async def change_settings(
 
 @post("/tenants/{tenant_id:str}/disable", name="console_tenant_disable")
 async def disable(
-    request: Request[Any, Any, Any], services: ServicesDep, tenant_id: str
+    request: Request[Any, Any, Any], services: ServicesDep, tenant_id: TenantIdParam
 ) -> Redirect:
     me = await signed_in(services, request)
     operator_or_not_found(me)
@@ -180,7 +182,7 @@ async def disable(
 
 @post("/tenants/{tenant_id:str}/enable", name="console_tenant_enable")
 async def enable(
-    request: Request[Any, Any, Any], services: ServicesDep, tenant_id: str
+    request: Request[Any, Any, Any], services: ServicesDep, tenant_id: TenantIdParam
 ) -> Redirect:
     me = await signed_in(services, request)
     operator_or_not_found(me)
@@ -194,7 +196,7 @@ def scopes_of(form: Any) -> list[str]:
     return [str(scope) for scope in form.getall("scopes", []) if str(scope) in SCOPES]
 
 
-async def issue_key(services: Services, me: Me, tenant_id: str, form: Any) -> ApiKeyView:
+async def issue_key(services: Services, me: Me, tenant_id: TenantIdParam, form: Any) -> ApiKeyView:
     """The new key, its secret in the answer (and nowhere else)."""
     fields = {name: str(value) for name, value in form.items()}
     issued = command(
@@ -216,7 +218,7 @@ async def issue_key(services: Services, me: Me, tenant_id: str, form: Any) -> Ap
 
 @post("/tenants/{tenant_id:str}/keys", name="console_tenant_key_issue")
 async def issue_tenant_key(
-    request: Request[Any, Any, Any], services: ServicesDep, tenant_id: str
+    request: Request[Any, Any, Any], services: ServicesDep, tenant_id: TenantIdParam
 ) -> Response[str]:
     me = await signed_in(services, request)
     operator_or_not_found(me)
@@ -227,7 +229,10 @@ async def issue_tenant_key(
 
 @post("/tenants/{tenant_id:str}/keys/{key_id:str}/revoke", name="console_tenant_key_revoke")
 async def revoke_tenant_key(
-    request: Request[Any, Any, Any], services: ServicesDep, tenant_id: str, key_id: str
+    request: Request[Any, Any, Any],
+    services: ServicesDep,
+    tenant_id: TenantIdParam,
+    key_id: KeyIdParam,
 ) -> Redirect:
     me = await signed_in(services, request)
     operator_or_not_found(me)
@@ -239,7 +244,7 @@ async def revoke_tenant_key(
 
 @post("/tenants/{tenant_id:str}/recharge", name="console_tenant_recharge")
 async def recharge(
-    request: Request[Any, Any, Any], services: ServicesDep, tenant_id: str
+    request: Request[Any, Any, Any], services: ServicesDep, tenant_id: TenantIdParam
 ) -> Response[Any]:
     """Review (the form), then confirm (the confirmation page's form): one grant, once."""
     me = await signed_in(services, request)

@@ -11,13 +11,22 @@ from litestar import Request, Response, get, post
 from litestar.response import Redirect
 
 from api.console.charts import Point, bars, columns, days_between
-from api.console.forms import notice_of, record, redirect, require_scope
+from api.console.forms import (
+    QueryFlag,
+    QueryPosition,
+    QueryText,
+    notice_of,
+    record,
+    redirect,
+    require_scope,
+)
 from api.console.operator_pages import issue_key
 from api.console.reads import newest_entries
 from api.console.rendering import page
 from api.console.sessions import check_csrf, signed_in
 from api.console.store import store_of
 from api.http.dependencies import ServicesDep
+from api.http.parameters import KeyIdParam
 from api.http.problems import ApiError
 from api.http.read_models import read_models
 from api.http.reports import USAGE_DAYS_DEFAULT
@@ -43,7 +52,7 @@ def day_of(value: str | None, name: str) -> date | None:
 async def usage(
     request: Request[Any, Any, Any],
     services: ServicesDep,
-    account_id: str | None = None,
+    account_id: QueryText = None,
 ) -> Response[str]:
     """`from` and `to` (dates, `to` inclusive) as /v1/usage takes them."""
     me = await signed_in(services, request)
@@ -82,8 +91,8 @@ async def usage(
 async def audit(
     request: Request[Any, Any, Any],
     services: ServicesDep,
-    before: int | None = None,
-    verify: bool = False,
+    before: QueryPosition = None,
+    verify: QueryFlag = False,
 ) -> Response[str]:
     me = await signed_in(services, request)
     require_scope(me, REPORTS_READ)
@@ -138,7 +147,9 @@ async def issue(request: Request[Any, Any, Any], services: ServicesDep) -> Respo
 
 
 @post("/keys/{key_id:str}/revoke", name="console_key_revoke")
-async def revoke(request: Request[Any, Any, Any], services: ServicesDep, key_id: str) -> Redirect:
+async def revoke(
+    request: Request[Any, Any, Any], services: ServicesDep, key_id: KeyIdParam
+) -> Redirect:
     me = await signed_in(services, request)
     require_scope(me, KEYS_MANAGE)
     await check_csrf(services, request, me)

@@ -7,11 +7,15 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from litestar import Router
+from litestar import Litestar, Router
+from litestar._openapi.plugin import OpenAPIPlugin
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme, Tag
 from litestar.static_files import create_static_files_router
+
+from api.http.api_descriptions import BY_COMPONENT, FIELDS, OPERATIONS
+from api.http.api_examples import EXAMPLES, example_of
 
 ASSETS_PATH = "/schema/assets"
 
@@ -32,7 +36,6 @@ TAGS = [
     ),
     Tag(name="api-keys", description="A tenant's own API keys (scope keys:manage)."),
     Tag(name="accounts", description="Open accounts, move credits, read them as committed."),
-    Tag(name="batch", description="Many account commands in one request, atomic or not."),
     Tag(name="reports", description="Usage, history and the audit replay, from the read models."),
     Tag(
         name="streams",
@@ -52,6 +55,7 @@ def openapi_config() -> OpenAPIConfig:
         ),
         path="/schema",
         tags=TAGS,
+        use_handler_docstrings=True,
         render_plugins=[
             SwaggerRenderPlugin(
                 path=["/", "/swagger"],
@@ -79,3 +83,31 @@ def assets_router() -> Router:
     return create_static_files_router(
         path=ASSETS_PATH, directories=[swagger_ui_directory()], name="api_docs_assets"
     )
+
+
+def describe(app: Litestar) -> None:
+    """On start-up: the OpenAPI document, once built, gets what the handlers' docstrings and
+    the structs' `Meta` leave out: a description for every field and operation
+    (api/http/api_descriptions.py), an example for every body and answer
+    (api/http/api_examples.py), and a tag for the operational routes."""
+    plugin = app.plugins.get(OpenAPIPlugin)
+    document = plugin.provide_openapi_schema()
+    for name, component in document.get("components", {}).get("schemas", {}).items():
+        properties = component.get("properties") or {}
+        for field_name, field in properties.items():
+            if "description" not in field:
+                described = BY_COMPONENT.get(f"{name}.{field_name}") or FIELDS.get(field_name)
+                if described is not None:
+                    field["description"] = described
+        if name in EXAMPLES:
+            component["examples"] = [example_of(name, properties)]
+    for path, item in document.get("paths", {}).items():
+        for method, operation in item.items():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            if not operation.get("description"):
+                found = OPERATIONS.get(f"{method.upper()} {path}")
+                if found is not None:
+                    operation["description"] = found
+            if not operation.get("tags"):
+                operation["tags"] = ["operations"]

@@ -63,6 +63,7 @@ def create_app(settings: Settings) -> Litestar:
         ],
         dependencies=DEPENDENCIES,
         lifespan=[lifespan],
+        on_startup=[api_docs.describe],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[request_context(metrics_of)],
         request_max_body_size=REQUEST_BODY_BYTES_MAX,
