@@ -136,7 +136,9 @@ async def test_an_operator_and_a_tenant_use_the_console_end_to_end(
     await page.goto(f"{url}/console/usage")
     bars = page.locator("svg.chart rect.bar")
     assert await bars.count() >= 2
-    heights = [float(await bars.nth(i).get_attribute("height") or 0) for i in range(await bars.count())]
+    heights = [
+        float(await bars.nth(i).get_attribute("height") or 0) for i in range(await bars.count())
+    ]
     assert max(heights) > 0
     await check_page(page, "09-usage")
     await page.goto(f"{url}/console/audit")
@@ -180,9 +182,11 @@ async def test_the_api_docs_render_with_no_internet(live_url: str, chromium: Any
     outside: list[str] = []
     page.on(
         "request",
-        lambda request: outside.append(request.url)
-        if not request.url.startswith(live_url) and not request.url.startswith("data:")
-        else None,
+        lambda request: (
+            outside.append(request.url)
+            if not request.url.startswith(live_url) and not request.url.startswith("data:")
+            else None
+        ),
     )
     await page.goto(f"{live_url}/schema")
     await page.wait_for_selector(
