@@ -46,7 +46,7 @@ from ledger.accounts.commands import (
     OpenAccount,
     RefundConsumption,
 )
-from ledger.accounts.views import Entry, account_view
+from ledger.accounts.views import AccountView, Entry, account_view
 from ledger.commands import Command
 from ledger.ids import check_account_id
 from ledger.tenants.api_keys import ACCOUNTS_READ, ACCOUNTS_WRITE, CREDITS_CONSUME
@@ -86,7 +86,16 @@ async def open_account(request: Request[Any, Any, Any], services: ServicesDep) -
     check_account_id(opened.account_id)
     outcome = await services.writer.submit(me.envelope(opened))
     if outcome.created:
-        await record(services, me, me.principal.tenant(), "account opened", account_id=account_id)
+        view = outcome.value
+        assert isinstance(view, AccountView)
+        await record(
+            services,
+            me,
+            me.principal.tenant(),
+            "account opened",
+            account_id=account_id,
+            position=view.position or None,
+        )
     return redirect(path_of("accounts", account_id), "opened")
 
 
