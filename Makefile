@@ -29,6 +29,8 @@ demo: install ## a scripted session against the ledger core, printed step by ste
 	$(PY) -m api demo
 
 test: install ## run the whole suite (LEDGER_TEST_DATABASE_URL, else an embedded PostgreSQL)
+	@if command -v chromium >/dev/null 2>&1; then echo "browser tests: Chromium at $$(command -v chromium)"; \
+	else echo "browser tests: skipped, no Chromium found (apt-get install -y chromium)"; fi
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: install ## run the unit tests only (no I/O, seconds)

@@ -55,6 +55,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     nats_message_id_namespace: str | None = None
     nats_duplicate_window_s: float = 120.0  # the stream's duplicate window
     nats_stream_replicas: int = 1  # the stream's replicas (3 on a three-node cluster)
+    # Signs stream tokens and the console's CSRF tokens (issue 17); the same on every replica.
+    # None: `make run` generates one into data_dir; create_app alone makes one per process.
+    signing_secret: str | None = None
 
 
 BACKGROUND_MODES = ("process", "inline")
@@ -132,6 +135,7 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
         nats_message_id_namespace=message_id_namespace(get("NATS_MESSAGE_ID_NAMESPACE")),
         nats_duplicate_window_s=duplicate_window_s(get("NATS_DUPLICATE_WINDOW_S")),
         nats_stream_replicas=stream_replicas(get("NATS_STREAM_REPLICAS")),
+        signing_secret=get("SIGNING_SECRET"),
     )
 
 

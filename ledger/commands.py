@@ -51,12 +51,15 @@ class AccountCommand(Command, frozen=True, kw_only=True, forbid_unknown_fields=T
 
 
 class Envelope(msgspec.Struct, Generic[C_co], frozen=True, kw_only=True):
-    """A command with who sends it: the tenant it acts in and the API key that sent it
-    (None: the platform operator, or the ledger itself)."""
+    """A command with who sends it: the tenant it acts in, the API key that sent it (None: the
+    platform operator, or the ledger itself) and, for a command sent from the web console, the
+    console's signed-in principal (`actor`, api/console/sessions.py: `console:operator` or
+    `console:<key_id>`, with the session's id)."""
 
     tenant_id: str
     command: C_co
     key_id: str | None = None
+    actor: str | None = None
 
 
 def validate(envelope: Envelope[Any], now: datetime) -> None:

@@ -66,6 +66,8 @@ CreateApiKey = _in_tenant(tenants.CreateApiKey)
 RevokeApiKey = _in_tenant(tenants.RevokeApiKey)
 RotateApiKey = _in_tenant(tenants.RotateApiKey)
 GetTenant = _in_tenant(tenants.GetTenant)
+DisableTenant = _in_tenant(tenants.DisableTenant)
+EnableTenant = _in_tenant(tenants.EnableTenant)
 
 check = validate
 

@@ -8,10 +8,9 @@ from typing import Any
 
 import structlog
 from litestar import Litestar
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.spec import Components, SecurityScheme
 
-from api.http import batch, bench, health, streams
+from api.console.app import ROUTES as CONSOLE
+from api.http import api_docs, batch, bench, health, stream_access, streams
 from api.http.accounts import AccountController
 from api.http.command_routes import command_routes
 from api.http.dependencies import DEPENDENCIES
@@ -56,30 +55,19 @@ def create_app(settings: Settings) -> Litestar:
             batch.run_batch,
             ReportController,
             *streams.ROUTES,
+            stream_access.create_stream_token,
             *health.ROUTES,
             *(bench.ROUTES if settings.bench_endpoints else []),
+            *CONSOLE,
+            api_docs.assets_router(),
         ],
         dependencies=DEPENDENCIES,
         lifespan=[lifespan],
+        on_startup=[api_docs.describe],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[request_context(metrics_of)],
         request_max_body_size=REQUEST_BODY_BYTES_MAX,
-        openapi_config=OpenAPIConfig(
-            title="Credits ledger",
-            version="1.0.0",
-            description="Prepaid credits: grants, purchases, consumption, refunds, holds, expiry.",
-            path="/schema",
-            components=Components(
-                security_schemes={
-                    "bearer": SecurityScheme(
-                        type="http", scheme="bearer", description="An API key"
-                    ),
-                    "apiKey": SecurityScheme(
-                        type="apiKey", name="X-API-Key", security_scheme_in="header"
-                    ),
-                }
-            ),
-        ),
+        openapi_config=api_docs.openapi_config(),
         logging_config=None,  # api.roles.logs configures logging once, for every logger
         debug=False,
     )

@@ -48,6 +48,7 @@ class KeyGrant:
     scopes: frozenset[str]
     expires_at: datetime | None
     revoked: bool
+    tenant_disabled: bool = False
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,7 @@ def load_grant(ledger: Ledger, key_hash: str) -> KeyGrant | None:
         scopes=frozenset(key.scopes),
         expires_at=key.expires_at,
         revoked=key.revoked_at is not None,
+        tenant_disabled=tenant.disabled,
     )
 
 
@@ -158,7 +160,10 @@ class Authenticator:
             )
 
     async def authenticate(self, request: ASGIConnection[Any, Any, Any, Any]) -> Principal:
-        key = presented_key(request)
+        return await self.authenticate_key(presented_key(request))
+
+    async def authenticate_key(self, key: str | None) -> Principal:
+        """The principal of a key as a caller presents it (also the console's sign-in)."""
         if not key or len(key) > AUTH_HEADER_LENGTH_MAX:
             raise ApiError("unauthorized", "send an API key as 'Authorization: Bearer <key>'")
         if hmac.compare_digest(key.encode(), self.admin_key.encode()):
@@ -166,13 +171,18 @@ class Authenticator:
             return Principal(is_admin=True, tenant_id=None, key_id=None, scopes=frozenset())
         if not key.startswith(API_KEY_PREFIX) or not KEY_PATTERN.fullmatch(key):
             raise ApiError("unauthorized", "the API key is malformed")
-        key_hash = hash_api_key(key)
+        return await self.principal_of_hash(hash_api_key(key))
+
+    async def principal_of_hash(self, key_hash: str) -> Principal:
+        """The principal of a tenant key known by its hash (a console session keeps only that)."""
         self._limit(key_hash)
         grant = await self.grant_of(key_hash)
         if grant is None:
             raise ApiError("unauthorized", "the API key is not known")
         if grant.revoked:
             raise ApiError("unauthorized", "the API key was revoked")
+        if grant.tenant_disabled:
+            raise ApiError("unauthorized", "the API key's tenant is disabled")
         if grant.expires_at is not None and grant.expires_at <= datetime.now(tz=UTC):
             raise ApiError("unauthorized", "the API key has expired")
         structlog.contextvars.bind_contextvars(tenant_id=grant.tenant_id)

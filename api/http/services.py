@@ -4,7 +4,7 @@ app.state and given to each route by dependency injection (api/http/dependencies
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
@@ -13,6 +13,7 @@ from eventsourcing.persistence import Mapper
 from api.http.auth import Authenticator
 from api.http.key_usage import KeyUsage
 from api.http.metrics import Metrics
+from api.http.stream_tokens import StreamTokens
 from api.settings import Settings
 from ledger.store.application import Ledger
 from ledger.writer.submitting import Submitting
@@ -30,6 +31,10 @@ class Services:
     mapper: Mapper[UUID]
     read_models: ReadModels | None = None  # None until the asyncpg pool is up
     nats: Any = None  # a nats-py client when LEDGER_NATS_URL (or the embedded NATS) is set
+    stream_tokens: StreamTokens = field(init=False)  # signed with settings.signing_secret
+
+    def __post_init__(self) -> None:
+        self.stream_tokens = StreamTokens(self.settings.signing_secret)
 
     async def store_position(self) -> int:
         """The event store's last position (what a complete read model must reach)."""

@@ -18,13 +18,18 @@ from typing import Annotated, Any
 import msgspec
 import structlog
 from litestar import Request, WebSocket, get, websocket
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
 from litestar.params import QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
-from api.http.dependencies import PrincipalDep, ServicesDep
-from api.http.guards import authenticated, tenant_key
+from api.http.dependencies import ServicesDep
+from api.http.guards import authenticated
 from api.http.parameters import POSITION_MAX, SECURITY
 from api.http.problems import ApiError, responses
+from api.http.services import Services
+from api.http.stream_access import access_of_token
+from api.http.stream_tokens import STREAM_TOKEN_LENGTH_MAX, StreamAccess
 from events.subjects import tenant_subjects
 from ledger.ids import check_account_id
 from ledger.limits import ACCOUNT_ID_LENGTH_MAX
@@ -156,6 +161,67 @@ AccountFilter = Annotated[
     str | None, QueryParameter(min_length=1, max_length=ACCOUNT_ID_LENGTH_MAX, required=False)
 ]
 AfterPosition = Annotated[int | None, QueryParameter(ge=0, le=POSITION_MAX, required=False)]
+TokenParam = Annotated[
+    str | None,
+    QueryParameter(
+        min_length=1,
+        max_length=STREAM_TOKEN_LENGTH_MAX,
+        required=False,
+        description="A stream token (POST /v1/stream-tokens), for a caller that cannot send a header",
+    ),
+]
+
+# ------------------------------------------------------------ who may open a stream (issue 17)
+
+ACCESS = "stream_access"
+# The WebSocket subprotocol a browser names to be answered with, and the prefix of the one
+# that carries its token: `new WebSocket(url, ["ledger.v1", "ledger.token." + token])`.
+WS_SUBPROTOCOL = "ledger.v1"
+WS_TOKEN_SUBPROTOCOL_PREFIX = "ledger.token."  # noqa: S105 - a name, not a secret
+# Close codes of a refused WebSocket (after it is accepted, so the reason reaches the client).
+WS_CLOSE_UNAUTHORIZED = 4401  # no, a bad, expired or revoked key or token; also rate limited
+WS_CLOSE_FORBIDDEN = 4403  # the key lacks reports:read; the token is for another account
+WS_CLOSE_BAD_REQUEST = 4500  # a bad query value or account id
+WS_CLOSE_UNAVAILABLE = 4503  # too many open streams on this replica: retry later
+WS_REASON_LENGTH_MAX = 120  # a close frame's reason is at most 123 bytes
+WS_CLOSE_CODES = {
+    "unauthorized": WS_CLOSE_UNAUTHORIZED,
+    "rate_limited": WS_CLOSE_UNAUTHORIZED,
+    "forbidden": WS_CLOSE_FORBIDDEN,
+    "validation_error": WS_CLOSE_BAD_REQUEST,
+    "unavailable": WS_CLOSE_UNAVAILABLE,
+}
+
+
+async def access_of(
+    connection: ASGIConnection[Any, Any, Any, Any], token: str | None
+) -> StreamAccess:
+    """A stream token, else the caller's key with `reports:read`."""
+    if token is not None:
+        services: Services = connection.app.state["services"]
+        return await access_of_token(services, token)
+    principal = await authenticated(connection)
+    principal.require_tenant(REPORTS_READ)
+    return StreamAccess(tenant_id=principal.tenant())
+
+
+def streamed_account(access: StreamAccess, account_id: str | None) -> str | None:
+    """The account a stream is limited to: the token's, or the one asked for."""
+    if account_id is not None:
+        check_account_id(account_id)
+    if access.account_id is None:
+        return account_id
+    if account_id is not None and account_id != access.account_id:
+        raise ApiError("forbidden", "the stream token is limited to another account")
+    return access.account_id
+
+
+async def stream_reader(
+    connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
+) -> None:
+    """The guard of GET /v1/stream: a key with reports:read, or a stream token."""
+    token = connection.query_params.get("token")
+    connection.scope.setdefault("state", {})[ACCESS] = await access_of(connection, token)
 
 
 @get(
@@ -164,20 +230,23 @@ AfterPosition = Annotated[int | None, QueryParameter(ge=0, le=POSITION_MAX, requ
     responses=responses("forbidden"),
     security=SECURITY,
     media_type="text/event-stream",
-    guards=[tenant_key(REPORTS_READ)],
+    guards=[stream_reader],
     tags=["streams"],
 )
 async def stream(
     request: Request[Any, Any, Any],
-    principal: PrincipalDep,
     services: ServicesDep,
     account_id: AccountFilter = None,
     after: AfterPosition = None,
+    token: TokenParam = None,
 ) -> ServerSentEvent:
-    if account_id is not None:
-        check_account_id(account_id)
+    """Authenticate with a key (scope `reports:read`) or `?token=` (a stream token, for an
+    EventSource, which cannot send headers). A token limited to one account streams that
+    account: `account_id` may be left out or must be it (else `403 forbidden`)."""
+    access: StreamAccess = request.scope["state"][ACCESS]
+    streamed = streamed_account(access, account_id)
     start = last_event_id(request, after)
-    live = LiveEntries(services, principal.tenant(), account_id, start)
+    live = LiveEntries(services, access.tenant_id, streamed, start)
 
     async def events() -> AsyncIterator[ServerSentEventMessage]:
         async with live:
@@ -190,33 +259,68 @@ async def stream(
     return ServerSentEvent(events())
 
 
+def socket_token(socket: WebSocket[Any, Any, Any]) -> tuple[str | None, str | None]:
+    """(the token, the subprotocol to answer with): from `?token=` or a subprotocol."""
+    offered = [
+        name.strip()
+        for header in socket.headers.getall("sec-websocket-protocol", [])
+        for name in header.split(",")
+        if name.strip()
+    ]
+    token = socket.query_params.get("token")
+    for name in offered:
+        if name.startswith(WS_TOKEN_SUBPROTOCOL_PREFIX):
+            token = name[len(WS_TOKEN_SUBPROTOCOL_PREFIX) :]
+    chosen = WS_SUBPROTOCOL if WS_SUBPROTOCOL in offered else (offered[0] if offered else None)
+    return token, chosen
+
+
+def socket_query(socket: WebSocket[Any, Any, Any]) -> tuple[str | None, int]:
+    """`account_id` and `after`, checked here so that a bad one is refused with a reason."""
+    account_id = socket.query_params.get("account_id")
+    if account_id is not None and not 1 <= len(account_id) <= ACCOUNT_ID_LENGTH_MAX:
+        raise ApiError("validation_error", "account_id must be 1 to 128 characters")
+    after = socket.query_params.get("after")
+    if after is None:
+        return account_id, 0
+    if not (after.isascii() and after.isdigit()) or len(after) > 19 or int(after) > POSITION_MAX:
+        raise ApiError("validation_error", "after must be a position")
+    return account_id, int(after)
+
+
 @websocket("/v1/ws")
-async def live_socket(
-    socket: WebSocket[Any, Any, Any],
-    services: ServicesDep,
-    account_id: AccountFilter = None,
-    after: AfterPosition = None,
-) -> None:
+async def live_socket(socket: WebSocket[Any, Any, Any], services: ServicesDep) -> None:
     """The same live entries as /v1/stream, one JSON text frame each. Authenticate with a
-    header, as on every route. Close codes: 4401 unauthorized, 4403 forbidden."""
+    header, `?token=` or the subprotocol `ledger.token.<token>` (offer `ledger.v1` too: the
+    server answers with it). A refused connection is accepted, then closed with a code and a
+    reason: 4401 unauthorized (also rate limited), 4403 forbidden, 4500 a bad query value,
+    4503 too many open streams."""
+    token, subprotocol = socket_token(socket)
+    await socket.accept(subprotocols=subprotocol)
     try:
-        principal = await authenticated(socket)
-        principal.require_tenant(REPORTS_READ)
-        if account_id is not None:
-            check_account_id(account_id)
+        account_id, after = socket_query(socket)
+        access = await access_of(socket, token)
+        streamed = streamed_account(access, account_id)
     except ApiError as error:
+        log.info("stream_refused", code=error.code, detail=error.detail)
         await socket.close(
-            code=4403 if error.code == "forbidden" else 4401, reason=error.detail[:120]
+            code=WS_CLOSE_CODES.get(error.code, WS_CLOSE_UNAUTHORIZED),
+            reason=error.detail[:WS_REASON_LENGTH_MAX],
         )
         return
-    await socket.accept()
-    live = LiveEntries(services, principal.tenant(), account_id, after or 0)
+    live = LiveEntries(services, access.tenant_id, streamed, after)
 
     async def pump() -> None:
-        async with live:
-            async for item in live.entries():
-                if item is not None:
-                    await socket.send_text(item[1].decode())
+        try:
+            async with live:
+                async for item in live.entries():
+                    if item is not None:
+                        await socket.send_text(item[1].decode())
+        except ApiError as error:  # too many streams: said in the close frame
+            await socket.close(
+                code=WS_CLOSE_CODES.get(error.code, WS_CLOSE_UNAVAILABLE),
+                reason=error.detail[:WS_REASON_LENGTH_MAX],
+            )
 
     sending = asyncio.ensure_future(pump())
     closed = asyncio.ensure_future(_until_closed(socket))

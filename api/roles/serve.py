@@ -36,13 +36,32 @@ def admin_key(settings: Settings) -> str:
     return key
 
 
+def signing_secret(settings: Settings) -> str:
+    """LEDGER_SIGNING_SECRET, else one generated once and kept in the data directory (mode
+    0600): it signs stream tokens and the console's CSRF tokens, and is never in the store."""
+    if settings.signing_secret:
+        return settings.signing_secret
+    path = settings.data_dir / "signing_secret"
+    if path.exists():
+        return path.read_text().strip()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(32)
+    path.touch(mode=0o600)
+    path.write_text(secret + "\n")
+    return secret
+
+
 def resolve_settings(settings: Settings) -> Settings:
     """What serve runs with: its servers' URLs (embedded ones started), its admin key and,
     with LEDGER_BACKGROUND=process, its roles as children of the app's supervisor."""
     url = database_url(settings)
     ensure_schema(url, settings.schema)
     resolved = msgspec.structs.replace(
-        settings, database_url=url, nats_url=nats_url(settings), admin_key=admin_key(settings)
+        settings,
+        database_url=url,
+        nats_url=nats_url(settings),
+        admin_key=admin_key(settings),
+        signing_secret=signing_secret(settings),
     )
     if settings.background != "process":
         return resolved
@@ -69,6 +88,7 @@ def serve(settings: Settings) -> None:
     print(f"  database:  {resolved.database_url}", flush=True)
     print(f"  nats:      {resolved.nats_url}", flush=True)
     print(f"  API docs:  http://{settings.host}:{settings.port}/schema", flush=True)
+    print(f"  console:   http://{settings.host}:{settings.port}/console", flush=True)
     app = create_app(resolved)
     tune_collector()
     # uvicorn re-raises the signal it stopped on; exit through Python so the embedded servers'

@@ -22,6 +22,12 @@ from psycopg.sql import SQL, Composed, Identifier, Literal
 
 # The stored results' table, beside the events table in the same schema.
 RESULTS_TABLE = "ledger_results"
+# The topic of a tenant's first event (ledger.tenants.tenant.Tenant.Created, pinned by
+# ledger/topics.py): a partial index on it lets the operator list tenants without a scan of
+# every event (projections/tenant_directory.py; tests/unit/test_tenant_directory.py holds the two
+# to each other).
+TENANT_CREATED_TOPIC = "ledger.tenant:Tenant.Created"
+TENANT_CREATED_INDEX = "ledger_events_tenant_created"
 # The topic under which versions before issue 6 stored answers as events.
 LEGACY_RESULT_TOPIC = "ledger.records:StoredResult.Recorded"
 _RESULT_COLUMNS = "id, fingerprint, result_type, result, created, entry_id, entry_version"
@@ -91,6 +97,15 @@ class LedgerRecorder(PostgresApplicationRecorder):
                 events,
                 qualified=Literal(f'"{datastore.schema}"."{RESULTS_TABLE}"'),
                 legacy_topic=Literal(LEGACY_RESULT_TOPIC),
+            )
+        )
+        # Only tenants' first events are in it: an insert of any other event leaves it alone.
+        # Built once, by the first start after the upgrade (one pass over the events table).
+        self.sql_create_statements.append(
+            SQL(
+                "CREATE INDEX IF NOT EXISTS {0} ON {1}.{2} (notification_id) WHERE topic = {3}"
+            ).format(
+                Identifier(TENANT_CREATED_INDEX), schema, events, Literal(TENANT_CREATED_TOPIC)
             )
         )
         insert_events = SQL(

@@ -19,5 +19,8 @@ AREA = Area(
         CommandSpec(c.RevokeApiKey, h.revoke_api_key, ApiKeyView, scope=KEYS_MANAGE),
         CommandSpec(c.RotateApiKey, h.rotate_api_key, ApiKeyView, scope=KEYS_MANAGE),
         CommandSpec(c.GetTenant, h.get_tenant, TenantView, query=True),
+        # Issue 17: the operator disables and enables a tenant.
+        CommandSpec(c.DisableTenant, h.disable_tenant, TenantView),
+        CommandSpec(c.EnableTenant, h.enable_tenant, TenantView),
     ],
 )

@@ -114,3 +114,23 @@ class RotateApiKey(Command, tag="rotate_api_key", frozen=True, kw_only=True):
 
 class GetTenant(Command, tag="get_tenant", frozen=True, kw_only=True):
     """A read through the writer."""
+
+
+# Disabling and enabling a tenant (issue 17): the operator's commands.
+
+
+class DisableTenant(Command, tag="disable_tenant", frozen=True, kw_only=True):
+    """Disables a tenant: its keys answer 401 (every replica within 1 s), its data stays."""
+
+    reason: Text
+
+    fingerprint_fields: ClassVar[frozenset[str]] = frozenset({"reason"})
+
+    def check(self, now: datetime) -> None:
+        check_text(self.reason, "reason")
+
+
+class EnableTenant(Command, tag="enable_tenant", frozen=True, kw_only=True):
+    """Enables a disabled tenant again: its keys that are neither revoked nor expired work."""
+
+    fingerprint_fields: ClassVar[frozenset[str]] = frozenset()

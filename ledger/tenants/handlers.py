@@ -13,6 +13,8 @@ from ledger.tenants.api_keys import SCOPES, ApiKeyIndex, hash_api_key, new_api_k
 from ledger.tenants.commands import (
     CreateApiKey,
     CreateTenant,
+    DisableTenant,
+    EnableTenant,
     GetTenant,
     RevokeApiKey,
     RotateApiKey,
@@ -135,4 +137,21 @@ def get_tenant(envelope: Envelope[GetTenant], session: UnitOfWork) -> Outcome:
     tenant = session.tenant(envelope.tenant_id)
     if tenant is None:
         raise TenantNotFoundError(f"tenant {envelope.tenant_id} not found")
+    return Outcome(value=tenant_view(tenant), created=False)
+
+
+# Disabling and enabling a tenant (issue 17).
+
+
+def disable_tenant(envelope: Envelope[DisableTenant], session: UnitOfWork) -> Outcome:
+    tenant = existing_tenant(session, envelope.tenant_id)
+    tenant.disable(envelope.command.reason)
+    session.add(tenant)
+    return Outcome(value=tenant_view(tenant), created=False)
+
+
+def enable_tenant(envelope: Envelope[EnableTenant], session: UnitOfWork) -> Outcome:
+    tenant = existing_tenant(session, envelope.tenant_id)
+    tenant.enable()
+    session.add(tenant)
     return Outcome(value=tenant_view(tenant), created=False)

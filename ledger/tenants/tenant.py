@@ -106,6 +106,23 @@ class Tenant(Aggregate):
                 successor.predecessor_key_id = self.key_id
             forget_ended_keys(aggregate.api_keys, self.timestamp)
 
+    # Disabling and enabling (issue 17): a disabled tenant's keys answer 401; its data stays.
+    class Disabled(Aggregate.Event):
+        reason: str
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.disabled_at = self.timestamp
+            aggregate.disabled_reason = self.reason
+
+    class Enabled(Aggregate.Event):
+        def apply(self, aggregate: Any) -> None:
+            aggregate.disabled_at = None
+            aggregate.disabled_reason = None
+
+    # Tenants stored (or snapshotted) before these events existed were never disabled.
+    disabled_at: datetime | None = None
+    disabled_reason: str | None = None
+
     def __init__(self, tenant_id: str, name: str, settings: TenantSettings, **_: Any) -> None:
         self.tenant_id = tenant_id
         self.name = name
@@ -183,3 +200,16 @@ class Tenant(Aggregate):
             raise ApiKeyNotFoundError(f"API key {key_id} not found")
         if api_key.revoked_at is None:
             self.trigger_event(self.ApiKeyRevoked, key_id=key_id)
+
+    @property
+    def disabled(self) -> bool:
+        return self.disabled_at is not None
+
+    def disable(self, reason: str) -> None:
+        """Disabling a disabled tenant changes nothing (its first reason and time stay)."""
+        if self.disabled_at is None:
+            self.trigger_event(self.Disabled, reason=reason)
+
+    def enable(self) -> None:
+        if self.disabled_at is not None:
+            self.trigger_event(self.Enabled)

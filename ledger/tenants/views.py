@@ -37,6 +37,8 @@ class TenantView(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     created_at: datetime
     updated_at: datetime
     api_key: ApiKeyView | None = None  # the first key, in the answer that created the tenant
+    disabled_at: datetime | None = None  # set while the tenant is disabled (issue 17)
+    disabled_reason: str | None = None
 
     def without_secret(self) -> TenantView:
         if self.api_key is None:
@@ -71,4 +73,6 @@ def tenant_view(tenant: Tenant, api_key: ApiKeyView | None = None) -> TenantView
         created_at=tenant.created_on,
         updated_at=tenant.modified_on,
         api_key=api_key,
+        disabled_at=tenant.disabled_at,
+        disabled_reason=tenant.disabled_reason,
     )

@@ -148,8 +148,11 @@ async def test_websocket_sends_the_entries_after_a_position_then_live_ones(live_
         ]
         assert all(e["position"] > after for e in received)
         bad = live_url.replace("http://", "ws://") + "/v1/ws"
-        with pytest.raises(websockets.exceptions.InvalidStatus):
+        with pytest.raises(websockets.exceptions.ConnectionClosedError) as refused:
             async with websockets.connect(
                 bad, additional_headers={"Authorization": "Bearer nope"}
             ) as socket:
                 await socket.recv()
+        assert refused.value.rcvd is not None
+        assert refused.value.rcvd.code == 4401
+        assert refused.value.rcvd.reason == "the API key is malformed"

@@ -81,6 +81,8 @@ def every_kind_of_event() -> list[Any]:
     ledger.run(c.RevokeApiKey(tenant_id=T, key_id=key.value.key_id))  # type: ignore[attr-defined]
     spare = ledger.run(c.CreateApiKey(tenant_id=T, scopes=["reports:read"], name="spare"))
     ledger.run(c.RotateApiKey(tenant_id=T, key_id=spare.value.key_id, grace_s=60))  # type: ignore[attr-defined]
+    ledger.run(c.DisableTenant(tenant_id=T, reason="unpaid"))
+    ledger.run(c.EnableTenant(tenant_id=T))
     ledger.run(c.OpenAccount(tenant_id=T, account_id=A, metadata=metadata))
     ledger.run(
         c.GrantCredits(

@@ -66,6 +66,8 @@ ONE_OF_EACH: list[c.Envelope[c.Command]] = [
     c.GetHold(tenant_id=T, account_id=A, hold_id="h"),
     c.GetTenant(tenant_id=T),
     c.RotateApiKey(tenant_id=T, key_id="key_1", grace_s=0, idempotency_key="rot-1"),
+    c.DisableTenant(tenant_id=T, reason="unpaid", by_key=None),
+    c.EnableTenant(tenant_id=T),
 ]
 
 

@@ -1,0 +1,191 @@
+# ruff: noqa: RUF001 - prose for people: en dashes, minus and multiplication signs
+"""What /schema says of each field and of the operations whose handlers carry no docstring:
+the words of docs/api.md, added to the OpenAPI document where the structs' own `Meta`
+descriptions leave a field undescribed (api/http/api_docs.py applies them).
+
+A description is looked up as `Component.field` first, then as `field`: most names mean one
+thing everywhere (`balance`, `position`), a few mean something else in one struct.
+"""
+
+from __future__ import annotations
+
+FIELDS: dict[str, str] = {
+    # ids and positions
+    "account_id": "The client's account id: 1–128 printable characters, no whitespace",
+    "tenant_id": "The tenant: `^[a-z0-9][a-z0-9-]{1,62}$`",
+    "entry_id": "The entry's id (a UUID), derived from the account and its version",
+    "lot_id": "The lot's id (a UUID), or `overdraft` for the debt lot",
+    "hold_id": "The hold's id (a UUID)",
+    "key_id": "The API key's id (a UUID)",
+    "consumption_id": "What a refund names: the consumption (or capture) it gives back",
+    "payment_ref": "Your payment's id: credited once per tenant (1–255 characters)",
+    "position": "The entry's place in the whole ledger's order (use it as min_position, after, Last-Event-ID)",
+    "version": "How many changes the aggregate has had (an account: its entries)",
+    "next_after": "Pass as `after` for the next page; null on the last page",
+    "items": "The page's items, in order",
+    # credits
+    "amount": "Credits (integer)",
+    "balance": "Credits after the entry: the sum of the lots' remaining (negative in debt)",
+    "available": "balance − held: what consumptions and holds may still take",
+    "held": "Credits reserved by active holds",
+    "remaining": "Credits left in the lot (≤ 0 for the overdraft lot)",
+    "captured": "Credits captured from the hold (left out when 0)",
+    "priority": "Burn-down priority: lower burns first (default 100)",
+    "source": "Where the lot's credits came from: grant, purchase, adjustment, refund or overdraft",
+    "lots": "The account's lots, oldest first; empty lots are dropped",
+    "totals": "Credits ever granted, purchased, consumed, refunded, expired, and the sum adjusted",
+    "granted": "Credits ever granted (signup bonuses included)",
+    "purchased": "Credits ever purchased",
+    "consumed": "Credits ever consumed (consumptions and captures)",
+    "refunded": "Credits given back by refunds",
+    "expired": "Credits lost to expiry",
+    "adjusted": "The signed sum of adjustments",
+    "credits": "Credits consumed (consumptions and captures)",
+    "count": "Consumptions and captures counted",
+    # what a command says
+    "reason": "Why: text, 1–1,000 printable characters",
+    "operation": "What the credits paid for (usage reports group by it)",
+    "resource": "What the operation worked on (optional text)",
+    "user_id": "Who asked for the operation (optional text)",
+    "metadata": "A JSON object of at most 50 keys and 4,096 bytes, 16 levels deep, no floats",
+    "expires_at": "When it expires (RFC 3339 with a time zone); null: never",
+    "expires_in_s": "Seconds until the hold expires (1–86,400, default 300)",
+    "price": "The money paid: a decimal string amount and an ISO 4217 currency",
+    "currency": "ISO 4217, three upper-case letters",
+    "signup_bonus": "Credits granted when an account is opened (0–10^15)",
+    "signup_bonus_expires_in_days": "Days after which the signup bonus expires; null: never",
+    "overdraft_limit": "How far below zero `available` may go (0–10^15)",
+    "low_balance_threshold": "A `low_balance` message when available falls below it; null: off",
+    "purchase_rates": "Credits per one unit of each currency, as positive decimal strings",
+    "settings": "The tenant's settings (all five)",
+    "name": "A name for people: text, at most 1,000 characters",
+    "scopes": "What the key may do: 1–5 of accounts:read, accounts:write, credits:consume, reports:read, keys:manage",
+    "key": "The secret: present only in the answer that created the key",
+    "key_prefix": "The key's first 12 characters, to recognise it",
+    "api_key": "The tenant's first key, with its secret: only in the answer that created the tenant",
+    "created_at": "When it was created (UTC)",
+    "updated_at": "When it last changed (UTC)",
+    "revoked_at": "When the key was revoked; absent while it works",
+    "last_used_at": "When the key was last used (written every 5 s)",
+    "disabled_at": "Present while the tenant is disabled: when it was disabled",
+    "disabled_reason": "Present while the tenant is disabled: why",
+    "recorded_at": "When the ledger recorded the entry (UTC)",
+    "as_of": "The moment the balance is read at",
+    # reports
+    "from": "The first day (UTC) of the report",
+    "to": "The last day (UTC) of the report, inclusive",
+    "group_by": "The fields the items are grouped by, in order",
+    "day": "The UTC date",
+    "total": "The sums over every item",
+    "ok": "True when replaying the event store gives the read models exactly",
+    "accounts": "Accounts replayed",
+    "entries": "Entries replayed",
+    "mismatches": "Up to 100 descriptions of differences",
+    "checks": "Each check's result: `ok` or `failed: <reason>`",
+    # batch
+    "atomic": "All or nothing in one transaction (default false: each on its own)",
+    "commands": "1–1,000 commands, each `{op, account_id, ...its body fields}`",
+    "op": "The command: grant, purchase, consume, refund, hold, capture, release or adjust",
+    "idempotency_key": "The command's own idempotency key (a batch item's; routes take the header)",
+    "results": "One result per command, in order",
+    "entry": "The entry the command recorded",
+    "hold": "The hold the command placed",
+    "error": "The command's problem, when it failed",
+    "replayed": "True when the command's stored answer was given again",
+    # problems
+    "title": "A short summary of the problem's code",
+    "detail": "What went wrong, for people (may change)",
+    "code": "The stable, machine-readable problem code",
+    "index": "A failed atomic batch: the index of the command that failed",
+    "cause": "A failed atomic batch: that command's own code",
+    # stream tokens
+    "token": "A stream token: `?token=` or the WebSocket subprotocol `ledger.token.<token>`",
+    "ttl_s": "Seconds the token may open streams (1–3,600, default 300)",
+}
+
+BY_COMPONENT: dict[str, str] = {
+    "Entry.amount": "The signed change of balance",
+    "Entry.type": "open, grant, purchase, consume, refund, hold, capture, release, expire or adjust",
+    "Entry.expires_at": "The lot's (grant, purchase) or the hold's expiry",
+    "Entry.held": "Credits held after the entry",
+    "AdjustBalance.amount": "Signed credits, not 0, −10^15 to 10^15",
+    "AdjustBalanceBody.amount": "Signed credits, not 0, −10^15 to 10^15",
+    "HoldView.status": "active, captured, released or expired",
+    "HoldView.amount": "Credits the hold reserves",
+    "BatchResult.status": "The HTTP status the command alone would have had",
+    "Health.status": "`ok`; `degraded` (200) when NATS, the follower or the relay is not ok; "
+    "`unavailable` (503) when a command could not be committed here",
+    "Health.roles": "Every follower and relay instance that reported in the last seconds",
+    "RoleReport.role": "`follower` or `relay`",
+    "RoleReport.instance": "Where it runs: `host:pid`",
+    "RoleReport.state": "active, standby, starting, store_unreachable, waiting_for_nats, stopped "
+    "or gone (no report for 5 s)",
+    "RoleReport.active": "Whether it is the active one of its kind (the others stand by)",
+    "RoleReport.lag": "For the active instance: events (follower) or account entries (relay) it "
+    "is behind the store",
+    "RoleReport.last_error": "Its last error, if any",
+    "RoleReport.last_error_age_s": "Seconds since that error",
+    "RoleReport.heartbeat_age_s": "Seconds since it last reported (every second when running)",
+    "RoleReport.counters": "The relay's: published, own_duplicates, foreign_duplicates",
+    "ApiKeyView.successor_key_id": "The key that replaced it by a rotation, if any",
+    "ApiKeyView.predecessor_key_id": "The key it replaced by a rotation, if any",
+    "Problem.type": "`urn:credits-ledger:problem:<code>`",
+    "Problem.status": "The HTTP status",
+    "Problem.available": "insufficient_credits: the account's available credits",
+    "TenantView.version": "How many changes the tenant has had",
+    "Verification.entries": "Entries replayed",
+    "UsageReport.items": "One row per group, sorted by the grouped fields",
+    "UsageRow.refunded": "Credits refunded, on the day of the refund, under the consumption's operation",
+    "StreamToken.account_id": "The one account it streams, when limited to one",
+    "StreamToken.expires_at": "After this it opens no stream (one it opened stays open)",
+    "StreamTokenRequest.account_id": "Limit the token to this account",
+    "Price.amount": 'A decimal string, "9.99" (at most 40 characters)',
+    "CaptureHold.amount": "Credits to capture (default: all of the hold)",
+    "CaptureHoldBody.amount": "Credits to capture (default: all of the hold)",
+    "PurchaseCredits.amount": "Credits; default: price × the tenant's purchase rate",
+    "PurchaseCreditsBody.amount": "Credits; default: price × the tenant's purchase rate",
+    "RefundConsumption.amount": "Credits to give back (default: all still refundable)",
+    "RefundConsumptionBody.amount": "Credits to give back (default: all still refundable)",
+    "OpenAccount.signup_bonus": "Credits granted on opening; default the tenant's signup_bonus",
+    "OpenAccountBody.signup_bonus": "Credits granted on opening; default the tenant's signup_bonus",
+    "ApiKeyList.items": "The keys, never their secrets",
+}
+
+# Operations whose handlers have no docstring: what they do beyond their summary.
+OPERATIONS: dict[str, str] = {
+    "POST /v1/api-keys/{key_id}/rotate": "A successor of one of the caller's tenant's keys, "
+    "with its scopes, name and expiry; its secret is in this answer only. The rotated key keeps "
+    "working for grace_s seconds (default 3,600, at most 86,400), then answers 401. A key is "
+    "rotated once; a revoked, expired or rotated one answers 409.",
+    "POST /v1/tenants/{tenant_id}/api-keys/{key_id}/rotate": "The operator's rotation of a "
+    "tenant's key, as POST /v1/api-keys/{key_id}/rotate.",
+    "GET /v1/tenants/{tenant_id}": "The tenant as committed: name, settings, status, version.",
+    "PATCH /v1/tenants/{tenant_id}": "Each setting given replaces that setting; the others stay. "
+    "Changes reach new commands within 1 s on every replica.",
+    "POST /v1/tenants": "The tenant and its first API key (every scope); the key's secret is in "
+    "this answer only. A taken tenant_id answers 409.",
+    "POST /v1/tenants/{tenant_id}/api-keys": "A key with the given scopes; its secret is in this "
+    "answer only. At most 100 keys per tenant, revoked ones included.",
+    "GET /v1/tenants/{tenant_id}/api-keys": "Every key of the tenant, revoked ones too, never a secret.",
+    "DELETE /v1/tenants/{tenant_id}/api-keys/{key_id}": "The key answers 401 from then on: at once "
+    "here, within 1 s on every replica. Revoking it again answers 204.",
+    "POST /v1/api-keys": "A key of the caller's tenant with any scopes; its secret is in this answer only.",
+    "GET /v1/api-keys": "Every key of the caller's tenant, never a secret.",
+    "DELETE /v1/api-keys/{key_id}": "Revokes one of the caller's tenant's keys.",
+    "GET /v1/accounts/{account_id}": "The account as committed: reflects every command already answered.",
+    "GET /v1/accounts/{account_id}/holds/{hold_id}": "The hold's current record.",
+    "GET /v1/accounts/{account_id}/entries": "A page of the account's entries, oldest first, from "
+    "the read models (pass min_position to read your writes).",
+    "GET /v1/accounts/{account_id}/balance": "Balance, available and held after the last entry "
+    "recorded at or before as_of.",
+    "GET /v1/usage": "Consumptions and captures counted, refunds under the refunded operation, "
+    "grouped by operation, account and day over whole UTC days.",
+    "GET /v1/history": "The tenant's entries in ledger order, paged; with Accept: "
+    "application/x-ndjson the whole history, one entry per line.",
+    "GET /v1/audit/verify": "Replays the tenant's history from the event store and compares every "
+    "entry and account with the read models.",
+    "POST /v1/batch": "Up to 1,000 account commands: each on its own, or atomically (all or nothing).",
+    "GET /health/live": "200 while the process runs.",
+    "GET /health/ready": "200 when the event store answers (and NATS, once connected); 503 otherwise.",
+    "GET /metrics": "Prometheus text format: requests, durations, the writer's and relay's counters.",
+}
