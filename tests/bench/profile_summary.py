@@ -1,6 +1,6 @@
 """Summarises a py-spy profile in raw (collapsed stacks) form, as `run.py --profile` writes it.
 
-    .venv/bin/python tests/bench/profile_summary.py tests/bench/results/<run>-profile-scenario1.txt [TOP [THREAD]]
+    .venv/bin/python tests/bench/profile_summary.py docs/bench/results/<run>-profile-scenario1.txt [TOP [THREAD]]
 
 Prints the share of samples per thread, per package (by the innermost frame) and the functions
 with the most samples, inclusive (on the stack) and self (innermost).
