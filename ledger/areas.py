@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from ledger.accounts.area import AREA as ACCOUNTS
+from ledger.pricing.area import AREA as PRICING
 from ledger.registry import Registry
 from ledger.tenants.area import AREA as TENANTS
 
-REGISTRY = Registry([TENANTS, ACCOUNTS])
+REGISTRY = Registry([TENANTS, ACCOUNTS, PRICING])

@@ -17,6 +17,8 @@ import msgspec
 from ledger.accounts import commands as accounts
 from ledger.accounts.commands import Price
 from ledger.commands import Command, Envelope, fingerprint, validate
+from ledger.pricing import commands as pricing
+from ledger.pricing.rules import PriceRule, Tier
 from ledger.tenants import commands as tenants
 from ledger.tenants.settings import TenantSettings, TenantSettingsPatch
 
@@ -24,8 +26,10 @@ __all__ = [
     "Command",
     "Envelope",
     "Price",
+    "PriceRule",
     "TenantSettings",
     "TenantSettingsPatch",
+    "Tier",
     "check",
     "fingerprint",
 ]
@@ -65,6 +69,11 @@ UpdateTenant = _in_tenant(tenants.UpdateTenant)
 CreateApiKey = _in_tenant(tenants.CreateApiKey)
 RevokeApiKey = _in_tenant(tenants.RevokeApiKey)
 GetTenant = _in_tenant(tenants.GetTenant)
+ReverseCredits = _in_tenant(accounts.ReverseCredits)
+PublishPriceBook = _in_tenant(pricing.PublishPriceBook)
+GetPriceBook = _in_tenant(pricing.GetPriceBook)
+GetPriceBookHistory = _in_tenant(pricing.GetPriceBookHistory)
+CreateQuote = _in_tenant(pricing.CreateQuote)
 
 check = validate
 

@@ -316,3 +316,20 @@ class BalanceAdjusted(AccountEvent):
         else:
             account.take_draws(self.draws)
         account.totals["adjusted"] += self.amount
+
+
+class CreditsReversed(AccountEvent):
+    """A purchase taken back (its payment refunded or disputed): `draws` takes what is left
+    of its lot and, under the tenant's `reversal_policy` "debt", the rest from the account's
+    other credits and below zero as debt; `written_off` is what the policy "remaining" left
+    with the customer. Totals do not change: the `reverse` entries are the record of it."""
+
+    payment_ref: str
+    reason: str
+    lot_id: str  # the purchase's lot
+    draws: list[Draw]
+    written_off: int
+    entry_type: ClassVar[str] = "reverse"
+
+    def apply_to(self, account: AccountState) -> None:
+        account.take_draws(self.draws)

@@ -23,8 +23,9 @@ from eventsourcing.persistence import (
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledger.accounts import account, consumptions, holds
+from ledger.accounts import account, consumptions, holds, reversals
 from ledger.ids import account_aggregate_id, tenant_aggregate_id
+from ledger.pricing import price_book, quotes
 from ledger.store.transcoder import new_mapper
 from ledger.tenants import api_keys, tenant
 from tests import envelopes as c
@@ -52,6 +53,9 @@ def event_classes() -> set[type]:
         holds.HoldRecord,
         tenant.Tenant,
         api_keys.ApiKeyIndex,
+        reversals.PaymentReversal,
+        price_book.PriceBook,
+        quotes.Quote,
     ):
         classes = [
             value
@@ -93,6 +97,20 @@ def every_kind_of_event() -> list[Any]:
             payment_ref="pay-1",
         )
     )
+    ledger.run(
+        c.PublishPriceBook(tenant_id=T, rules=[c.PriceRule(currency="USD", credits_per_unit="10")])
+    )
+    quote = ledger.run(c.CreateQuote(tenant_id=T, price=c.Price(amount="2", currency="USD")))
+    ledger.run(
+        c.PurchaseCredits(
+            tenant_id=T,
+            account_id=A,
+            price=c.Price(amount="2", currency="USD"),
+            payment_ref="pay-2",
+            quote_id=quote.value.quote_id,  # type: ignore[attr-defined]
+        )
+    )
+    ledger.run(c.ReverseCredits(tenant_id=T, account_id=A, payment_ref="pay-2", reason="refunded"))
     consumed = ledger.run(
         c.ConsumeCredits(
             tenant_id=T, account_id=A, amount=40, operation="op", resource="r", metadata=metadata

@@ -65,6 +65,24 @@ ONE_OF_EACH: list[c.Envelope[c.Command]] = [
     c.GetAccount(tenant_id=T, account_id=A),
     c.GetHold(tenant_id=T, account_id=A, hold_id="h"),
     c.GetTenant(tenant_id=T),
+    c.ReverseCredits(tenant_id=T, account_id=A, payment_ref="pay_1", reason="r", share="0.5"),
+    c.PublishPriceBook(
+        tenant_id=T,
+        rules=[
+            c.PriceRule(
+                currency="USD",
+                credits_per_unit="100",
+                bonus_percent="5",
+                tiers=[c.Tier(min_amount="50", credits_per_unit="110")],
+                decimals=2,
+            )
+        ],
+        effective_from=LATER,
+    ),
+    c.GetPriceBook(tenant_id=T),
+    c.GetPriceBookHistory(tenant_id=T),
+    c.CreateQuote(tenant_id=T, credits=1000, currency="USD", account_id=A, expires_in_s=60),
+    c.CreateQuote(tenant_id=T, price=c.Price(amount="9.99", currency="USD")),
 ]
 
 
