@@ -17,6 +17,7 @@ from api.http.command_routes import command_routes
 from api.http.dependencies import DEPENDENCIES
 from api.http.metrics import Metrics
 from api.http.middleware import request_context
+from api.http.pricing import OperatorPriceBookController, PriceBookController
 from api.http.problems import EXCEPTION_HANDLERS
 from api.http.reports import ReportController
 from api.http.tenants import OwnApiKeyController, TenantController
@@ -52,6 +53,8 @@ def create_app(settings: Settings) -> Litestar:
             TenantController,
             OwnApiKeyController,
             AccountController,
+            PriceBookController,
+            OperatorPriceBookController,
             *command_routes(REGISTRY),
             batch.run_batch,
             ReportController,
