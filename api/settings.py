@@ -44,6 +44,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     run_relay: bool = True  # publish entries to NATS from this process (`ledger relay` alone)
     stream_name: str = "LEDGER"  # the JetStream stream
     bench_endpoints: bool = False  # api/bench.py: the no-op ceiling of `make bench`
+    # Money in and news out (issue 16). The Fernet key(s) sealing webhook secrets (None:
+    # `ledger serve` generates one into data_dir/secret_key; without one the webhook routes
+    # answer 503 and no deliverer runs).
+    secret_key: str | None = None
+    run_webhooks: bool = True  # deliver outbound webhooks from this process (`ledger webhooks`)
+    webhooks_allow_http: bool = False  # endpoints may be http:// (else https:// only)
+    webhooks_allow_private: bool = False  # endpoints may resolve to private/loopback addresses
+    run_topups: bool = True  # watch for auto top-up crossings from this process (`ledger topups`)
 
 
 BACKGROUND_MODES = ("process", "inline")
@@ -81,7 +89,18 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
         run_relay=(get("RUN_RELAY") or "yes").lower() in ("1", "yes", "true", "on"),
         stream_name=get("STREAM_NAME") or "LEDGER",
         bench_endpoints=(get("BENCH_ENDPOINTS") or "no").lower() in ("1", "yes", "true", "on"),
+        secret_key=get("SECRET_KEY"),
+        run_webhooks=_flag(get("RUN_WEBHOOKS"), default=True),
+        webhooks_allow_http=_flag(get("WEBHOOKS_ALLOW_HTTP"), default=False),
+        webhooks_allow_private=_flag(get("WEBHOOKS_ALLOW_PRIVATE"), default=False),
+        run_topups=_flag(get("RUN_TOPUPS"), default=True),
     )
+
+
+def _flag(value: str | None, *, default: bool) -> bool:
+    if value is None:
+        return default
+    return value.lower() in ("1", "yes", "true", "on")
 
 
 def _encode_path(value: Any) -> Any:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from ledger.accounts.area import AREA as ACCOUNTS
+from ledger.payments.area import AREA as PAYMENTS
 from ledger.pricing.area import AREA as PRICING
 from ledger.registry import Registry
 from ledger.tenants.area import AREA as TENANTS
 
-REGISTRY = Registry([TENANTS, ACCOUNTS, PRICING])
+REGISTRY = Registry([TENANTS, ACCOUNTS, PRICING, PAYMENTS])

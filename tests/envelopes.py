@@ -17,6 +17,7 @@ import msgspec
 from ledger.accounts import commands as accounts
 from ledger.accounts.commands import Price
 from ledger.commands import Command, Envelope, fingerprint, validate
+from ledger.payments import commands as payments
 from ledger.pricing import commands as pricing
 from ledger.pricing.rules import PriceRule, Tier
 from ledger.tenants import commands as tenants
@@ -74,6 +75,7 @@ PublishPriceBook = _in_tenant(pricing.PublishPriceBook)
 GetPriceBook = _in_tenant(pricing.GetPriceBook)
 GetPriceBookHistory = _in_tenant(pricing.GetPriceBookHistory)
 CreateQuote = _in_tenant(pricing.CreateQuote)
+GetPayment = _in_tenant(payments.GetPayment)
 
 check = validate
 

@@ -17,6 +17,11 @@ from api.http.command_routes import command_routes
 from api.http.dependencies import DEPENDENCIES
 from api.http.metrics import Metrics
 from api.http.middleware import request_context
+from api.http.payments import (
+    PaymentInboxController,
+    StripeWebhookController,
+    WebhookSecretController,
+)
 from api.http.pricing import OperatorPriceBookController, PriceBookController
 from api.http.problems import EXCEPTION_HANDLERS
 from api.http.reports import ReportController
@@ -58,6 +63,9 @@ def create_app(settings: Settings) -> Litestar:
             *command_routes(REGISTRY),
             batch.run_batch,
             ReportController,
+            StripeWebhookController,
+            WebhookSecretController,
+            PaymentInboxController,
             *streams.ROUTES,
             *health.ROUTES,
             *(bench.ROUTES if settings.bench_endpoints else []),

@@ -21,6 +21,7 @@ import structlog
 from api.http.auth import Authenticator
 from api.http.key_usage import KeyUsage
 from api.http.metrics import Metrics
+from api.http.payment_store import PaymentStore
 from api.http.ratelimit import RateLimiter
 from api.http.services import Services
 from api.roles.supervisor import CommandRole, Supervisor
@@ -28,6 +29,7 @@ from api.roles.writer_process import WriterProcess
 from api.settings import Settings
 from events.relay import Relay
 from ledger.store.application import Ledger
+from ledger.store.sealed import SecretBox
 from ledger.store.transcoder import new_mapper
 from ledger.writer.submitting import Submitting
 from ledger.writer.writer import Writer
@@ -130,6 +132,9 @@ class Runtime:
         async with pool.acquire() as conn:
             await follower.create_tables(conn)
         services.read_models = ReadModels(pool, settings.schema)
+        box = SecretBox(settings.secret_key) if settings.secret_key else None
+        services.payments = PaymentStore(pool, settings.schema, box)
+        await services.payments.create_tables()
         if settings.run_follower:
             runtime.tasks.append(asyncio.create_task(follower.run(runtime.stop_background)))
         if settings.nats_url:

@@ -83,6 +83,7 @@ ONE_OF_EACH: list[c.Envelope[c.Command]] = [
     c.GetPriceBookHistory(tenant_id=T),
     c.CreateQuote(tenant_id=T, credits=1000, currency="USD", account_id=A, expires_in_s=60),
     c.CreateQuote(tenant_id=T, price=c.Price(amount="9.99", currency="USD")),
+    c.GetPayment(tenant_id=T, payment_ref="pi_1"),
 ]
 
 
