@@ -26,6 +26,7 @@ from api.http.pricing import OperatorPriceBookController, PriceBookController
 from api.http.problems import EXCEPTION_HANDLERS
 from api.http.reports import ReportController
 from api.http.tenants import OwnApiKeyController, TenantController
+from api.http.webhooks import WebhookEndpointController
 from api.roles.runtime import Runtime
 from api.settings import Settings
 from ledger.areas import REGISTRY
@@ -66,6 +67,7 @@ def create_app(settings: Settings) -> Litestar:
             StripeWebhookController,
             WebhookSecretController,
             PaymentInboxController,
+            WebhookEndpointController,
             *streams.ROUTES,
             *health.ROUTES,
             *(bench.ROUTES if settings.bench_endpoints else []),

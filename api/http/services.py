@@ -15,6 +15,7 @@ from api.http.key_usage import KeyUsage
 from api.http.metrics import Metrics
 from api.http.payment_store import PaymentStore
 from api.settings import Settings
+from events.webhooks.endpoints import WebhookEndpoints
 from ledger.store.application import Ledger
 from ledger.writer.submitting import Submitting
 from projections.queries import ReadModels
@@ -32,6 +33,7 @@ class Services:
     read_models: ReadModels | None = None  # None until the asyncpg pool is up
     nats: Any = None  # a nats-py client when LEDGER_NATS_URL (or the embedded NATS) is set
     payments: PaymentStore | None = None  # webhook secrets and the payment inbox (issue 16)
+    webhooks: WebhookEndpoints | None = None  # outbound webhook endpoints (issue 16)
 
     async def store_position(self) -> int:
         """The event store's last position (what a complete read model must reach)."""

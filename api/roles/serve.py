@@ -69,11 +69,20 @@ def resolve_settings(settings: Settings) -> Settings:
         return resolved
     child_roles = tuple(
         role
-        for role, on in (("project", settings.run_follower), ("relay", settings.run_relay))
+        for role, on in (
+            ("project", settings.run_follower),
+            ("relay", settings.run_relay),
+            ("webhooks", settings.run_webhooks),
+        )
         if on
     )
     return msgspec.structs.replace(
-        resolved, writer_process=True, child_roles=child_roles, run_follower=False, run_relay=False
+        resolved,
+        writer_process=True,
+        child_roles=child_roles,
+        run_follower=False,
+        run_relay=False,
+        run_webhooks=False,
     )
 
 
