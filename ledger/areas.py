@@ -7,5 +7,6 @@ from ledger.payments.area import AREA as PAYMENTS
 from ledger.pricing.area import AREA as PRICING
 from ledger.registry import Registry
 from ledger.tenants.area import AREA as TENANTS
+from ledger.topups.area import AREA as TOPUPS
 
-REGISTRY = Registry([TENANTS, ACCOUNTS, PRICING, PAYMENTS])
+REGISTRY = Registry([TENANTS, ACCOUNTS, PRICING, PAYMENTS, TOPUPS])

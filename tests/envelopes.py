@@ -22,6 +22,7 @@ from ledger.pricing import commands as pricing
 from ledger.pricing.rules import PriceRule, Tier
 from ledger.tenants import commands as tenants
 from ledger.tenants.settings import TenantSettings, TenantSettingsPatch
+from ledger.topups import commands as topups
 
 __all__ = [
     "Command",
@@ -76,6 +77,12 @@ GetPriceBook = _in_tenant(pricing.GetPriceBook)
 GetPriceBookHistory = _in_tenant(pricing.GetPriceBookHistory)
 CreateQuote = _in_tenant(pricing.CreateQuote)
 GetPayment = _in_tenant(payments.GetPayment)
+SetAccountTopUp = _in_tenant(topups.SetAccountTopUp)
+SetTenantTopUp = _in_tenant(topups.SetTenantTopUp)
+GetAccountTopUp = _in_tenant(topups.GetAccountTopUp)
+GetTenantTopUp = _in_tenant(topups.GetTenantTopUp)
+RequestTopUp = _in_tenant(topups.RequestTopUp)
+RetryTopUp = _in_tenant(topups.RetryTopUp)
 
 check = validate
 

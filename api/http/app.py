@@ -26,6 +26,7 @@ from api.http.pricing import OperatorPriceBookController, PriceBookController
 from api.http.problems import EXCEPTION_HANDLERS
 from api.http.reports import ReportController
 from api.http.tenants import OwnApiKeyController, TenantController
+from api.http.topups import TopUpController
 from api.http.webhooks import WebhookEndpointController
 from api.roles.runtime import Runtime
 from api.settings import Settings
@@ -61,6 +62,7 @@ def create_app(settings: Settings) -> Litestar:
             AccountController,
             PriceBookController,
             OperatorPriceBookController,
+            TopUpController,
             *command_routes(REGISTRY),
             batch.run_batch,
             ReportController,

@@ -14,8 +14,8 @@ from api.http.auth import Authenticator
 from api.http.key_usage import KeyUsage
 from api.http.metrics import Metrics
 from api.http.payment_store import PaymentStore
+from api.http.webhook_endpoints import WebhookEndpoints
 from api.settings import Settings
-from events.webhooks.endpoints import WebhookEndpoints
 from ledger.store.application import Ledger
 from ledger.writer.submitting import Submitting
 from projections.queries import ReadModels

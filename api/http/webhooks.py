@@ -15,7 +15,7 @@ from api.http.guards import tenant_key
 from api.http.parameters import POSITION_MAX, SECURITY
 from api.http.problems import ApiError, responses
 from api.http.services import Services
-from events.webhooks.endpoints import WebhookEndpoints
+from api.http.webhook_endpoints import WebhookEndpoints
 from events.webhooks.http_client import URL_LENGTH_MAX
 from events.webhooks.store import (
     DELIVERIES_PAGE_DEFAULT,

@@ -24,12 +24,13 @@ from api.http.metrics import Metrics
 from api.http.payment_store import PaymentStore
 from api.http.ratelimit import RateLimiter
 from api.http.services import Services
+from api.http.webhook_endpoints import WebhookEndpoints
 from api.roles.supervisor import CommandRole, Supervisor
+from api.roles.topups import TopUpWatcher
 from api.roles.writer_process import WriterProcess
 from api.settings import Settings
 from events.relay import Relay
 from events.webhooks.deliverer import Deliverer
-from events.webhooks.endpoints import WebhookEndpoints
 from events.webhooks.http_client import Rules
 from ledger.store.application import Ledger
 from ledger.store.sealed import SecretBox
@@ -172,6 +173,12 @@ class Runtime:
             )
             services.metrics.gauge("ledger_webhooks_position", lambda: deliverer.position)
             self.tasks.append(asyncio.create_task(deliverer.run(self.stop_background)))
+        if settings.run_topups:
+            watcher = TopUpWatcher(
+                settings.database_url, settings.schema, services.mapper, services.writer.submit
+            )
+            services.metrics.gauge("ledger_topups_position", lambda: watcher.position)
+            self.tasks.append(asyncio.create_task(watcher.run(self.stop_background)))
 
     async def stop(self) -> None:
         services = self.services

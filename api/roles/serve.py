@@ -73,6 +73,7 @@ def resolve_settings(settings: Settings) -> Settings:
             ("project", settings.run_follower),
             ("relay", settings.run_relay),
             ("webhooks", settings.run_webhooks),
+            ("topups", settings.run_topups),
         )
         if on
     )
@@ -83,6 +84,7 @@ def resolve_settings(settings: Settings) -> Settings:
         run_follower=False,
         run_relay=False,
         run_webhooks=False,
+        run_topups=False,
     )
 
 

@@ -64,6 +64,7 @@ class Account(AccountState, Aggregate):
     LotExpired = events.LotExpired
     BalanceAdjusted = events.BalanceAdjusted
     CreditsReversed = events.CreditsReversed
+    TopUpRequested = events.TopUpRequested
 
     # ---------------------------------------------------------------- state
 
@@ -358,6 +359,12 @@ class Account(AccountState, Aggregate):
             lot_id=lot_id,
             draws=draws,
             written_off=written_off,
+        )
+
+    def request_topup(self, *, metadata: dict[str, Any]) -> None:
+        """Says an auto top-up is wanted (ledger/topups/ decides when): no credits move."""
+        self._trigger(
+            self.TopUpRequested, **self._common(0), reason="auto_topup", metadata=metadata
         )
 
     def expire_due(self, now: datetime) -> list[str]:

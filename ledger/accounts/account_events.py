@@ -333,3 +333,16 @@ class CreditsReversed(AccountEvent):
 
     def apply_to(self, account: AccountState) -> None:
         account.take_draws(self.draws)
+
+
+class TopUpRequested(AccountEvent):
+    """An auto top-up asked for (ledger/topups/): `amount` 0; `metadata` carries the
+    `topup_id` (the idempotency key the payment side must reuse), the credits to buy and the
+    attempt. Changes nothing but says so, on every channel an entry reaches."""
+
+    reason: str
+    metadata: dict[str, Any]
+    entry_type: ClassVar[str] = "topup_requested"
+
+    def apply_to(self, account: AccountState) -> None:
+        pass

@@ -59,6 +59,7 @@ from ledger.limits import AMOUNT_MAX, PRIORITY_DEFAULT
 from ledger.outcome import Outcome
 from ledger.pricing import handlers as pricing
 from ledger.tenants.settings import TenantSettings
+from ledger.topups import handlers as topups
 from ledger.unit_of_work import UnitOfWork
 
 
@@ -230,6 +231,7 @@ def purchase_credits(envelope: Envelope[PurchaseCredits], session: UnitOfWork) -
     if quote is not None:
         quote.redeem(payment_ref=command.payment_ref, account_id=command.account_id)
         session.add(quote)
+    topups.close_open_topup(session, envelope.tenant_id, command.account_id, command.payment_ref)
     return outcome
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import asyncpg
 
+from api.http.webhook_endpoints import WebhookEndpoints
 from events.webhooks.deliverer import SEND_CONCURRENCY_MAX
-from events.webhooks.endpoints import WebhookEndpoints
 from events.webhooks.http_client import Rules
 from ledger.store.sealed import SecretBox, new_secret_key
 from ledger.writer.writer import Writer

@@ -14,9 +14,9 @@ import asyncpg
 import pytest
 import standardwebhooks
 
+from api.http.webhook_endpoints import WebhookEndpoints
 from events.webhooks import http_client
 from events.webhooks.deliverer import Deliverer
-from events.webhooks.endpoints import WebhookEndpoints
 from events.webhooks.http_client import Rules
 from ledger.store.sealed import SecretBox, new_secret_key
 from ledger.store.transcoder import new_mapper

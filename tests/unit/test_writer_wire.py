@@ -84,6 +84,12 @@ ONE_OF_EACH: list[c.Envelope[c.Command]] = [
     c.CreateQuote(tenant_id=T, credits=1000, currency="USD", account_id=A, expires_in_s=60),
     c.CreateQuote(tenant_id=T, price=c.Price(amount="9.99", currency="USD")),
     c.GetPayment(tenant_id=T, payment_ref="pi_1"),
+    c.SetAccountTopUp(tenant_id=T, account_id=A, below=10, target=100, monthly_max=3),
+    c.SetTenantTopUp(tenant_id=T, below=-5, amount=50, enabled=False),
+    c.GetAccountTopUp(tenant_id=T, account_id=A),
+    c.GetTenantTopUp(tenant_id=T),
+    c.RequestTopUp(tenant_id=T, account_id=A, position=42, idempotency_key="topup:42"),
+    c.RetryTopUp(tenant_id=T, account_id=A, topup_id="tu_1", attempt=2),
 ]
 
 
