@@ -162,6 +162,9 @@ class PaymentStore:
         return bool(status.endswith(" 1"))
 
     async def secrets(self, tenant_id: str, provider: str) -> list[str]:
+        """The tenant's secrets, unsealed (none can have been added without a key)."""
+        if self.box is None:
+            return []
         rows = await self.pool.fetch(
             f"SELECT sealed FROM {self._s}.{SECRETS_TABLE} WHERE tenant_id = $1 AND provider = $2",
             tenant_id,
