@@ -20,9 +20,9 @@ class TopUpPolicyView(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=T
 class AccountTopUpView(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     account_id: str
     policy: TopUpSettings | None
+    requested_this_month: int
     source: str | None = None
     open: OpenTopUp | None = None
-    requested_this_month: int = 0
     last: dict[str, str] | None = None
 
 
