@@ -1,6 +1,8 @@
 """`ledger topups`: the auto top-up watcher (ledger/topups/).
 
-A consumer of the event store's tailer, like the relay. For each entry that takes an
+A consumer of the event store's tailer, like the relay. It keeps its own copy of every
+policy (`ledger_topup_policies`, from the policies' events, with its position), so an entry
+costs no query. For each entry that takes an
 account's `available` from at or above its policy's `below` to below it, it sends
 `RequestTopUp` with the idempotency key `topup:<position>`, so a batch handled again after a
 crash asks nothing twice; the ledger decides (one open request per account, the monthly cap)
@@ -17,13 +19,13 @@ moved onto the scheduler's registry once it lands (docs/adr/0007).
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
 import asyncpg
+import msgspec
 import structlog
 from eventsourcing.persistence import Mapper
 
@@ -39,7 +41,6 @@ from ledger.outcome import Outcome
 from ledger.store.application import Ledger
 from ledger.store.transcoder import new_mapper
 from ledger.topups.commands import RequestTopUp, RetryTopUp
-from ledger.topups.handlers import policy_id
 from ledger.topups.policy import TopUpPolicy, TopUpSettings
 from ledger.topups.views import TopUpOutcome
 from ledger.writer.writer import Writer
@@ -54,11 +55,15 @@ TICK_S = 5.0
 DUE_PER_TICK_MAX = 100
 BATCH_SIZE_MAX = 500
 POLL_INTERVAL_S = 0.5
-POLICY_CACHE_TTL_S = 1.0
 SUBMIT_BACKOFF_S = 1.0
 DUE_TABLE = "ledger_topup_due"
+POLICY_TABLE = "ledger_topup_policies"
+POLICY_TOPIC_PREFIX = "ledger.topups:TopUpPolicy."
 TRACKING_TABLE = "ledger_topup_tracking"
 ADVISORY_LOCK_KEY = 0x6C656467_746F7075  # "ledg" "topu"
+
+_settings_encoder = msgspec.json.Encoder()
+_settings_decoder = msgspec.json.Decoder(TopUpSettings)
 
 Submit = Callable[[Envelope[Command]], Awaitable[Outcome]]
 
@@ -66,7 +71,9 @@ Submit = Callable[[Envelope[Command]], Awaitable[Outcome]]
 class TopUpWatcher:
     name = "topups"
     lock_key = ADVISORY_LOCK_KEY
-    accounts_only = True
+    # Every event: the policies' own events keep the watcher's copy of them (POLICY_TABLE, in
+    # memory too), so deciding whether an entry crosses costs no query.
+    accounts_only = False
 
     def __init__(
         self,
@@ -87,7 +94,8 @@ class TopUpWatcher:
         self.requested = 0
         self._s = f'"{schema}"'
         self._tailer = Tailer(url, schema, self)
-        self._policies: dict[tuple[str, str], tuple[float, TopUpSettings | None]] = {}
+        self._policies: dict[tuple[str, str], TopUpSettings] = {}
+        self._policy_keys: dict[UUID, tuple[str, str]] = {}
         self._stop = asyncio.Event()
 
     @property
@@ -112,6 +120,12 @@ class TopUpWatcher:
             f"CREATE INDEX IF NOT EXISTS {DUE_TABLE}_due ON {s}.{DUE_TABLE} (due_at)",
             f"CREATE TABLE IF NOT EXISTS {s}.{TRACKING_TABLE} "
             "(name text PRIMARY KEY, position bigint NOT NULL)",
+            f"""CREATE TABLE IF NOT EXISTS {s}.{POLICY_TABLE} (
+                policy_id uuid PRIMARY KEY,
+                tenant_id text NOT NULL,
+                account_id text NOT NULL,
+                settings bytea NOT NULL
+            )""",
         ]
 
     async def read_position(self, conn: asyncpg.Connection) -> int:
@@ -122,13 +136,40 @@ class TopUpWatcher:
 
     async def activate(self, conn: asyncpg.Connection, position: int) -> None:
         self.position = position
-        log.info("topups_active", position=position)
+        self._policies.clear()
+        self._policy_keys.clear()
+        for row in await conn.fetch(
+            f"SELECT policy_id, tenant_id, account_id, settings FROM {self._s}.{POLICY_TABLE}"
+        ):
+            key = (row["tenant_id"], row["account_id"])
+            self._policy_keys[row["policy_id"]] = key
+            self._policies[key] = _settings_decoder.decode(bytes(row["settings"]))
+        log.info("topups_active", position=position, policies=len(self._policies))
 
     def retry_delay_s(self, attempt: int) -> float:
         return self.retry_delays_s[min(attempt, len(self.retry_delays_s)) - 1]
 
+    def _policy_changes(self, rows: list[asyncpg.Record]) -> list[tuple[Any, ...]]:
+        """The policies' events among the rows, applied to the copy in memory; the rows of
+        POLICY_TABLE they change."""
+        changed: list[tuple[Any, ...]] = []
+        for _, originator_id, version, topic, state in rows:
+            if not topic.startswith(POLICY_TOPIC_PREFIX):
+                continue
+            event = event_of_row(self.mapper, originator_id, version, topic, state)
+            if isinstance(event, TopUpPolicy.Created):
+                self._policy_keys[originator_id] = (event.tenant_id, event.account_id)
+            key = self._policy_keys.get(originator_id)
+            settings = getattr(event, "settings", None)
+            if key is None or not isinstance(settings, TopUpSettings):
+                continue
+            self._policies[key] = settings
+            changed.append((originator_id, key[0], key[1], _settings_encoder.encode(settings)))
+        return changed
+
     async def handle(self, conn: asyncpg.Connection, rows: list[asyncpg.Record]) -> int:
         last = int(rows[-1][0])
+        policies = self._policy_changes(rows)
         due: list[tuple[str, str, str, int, Any]] = []
         done: list[tuple[str, str]] = []
         rows_at: dict[int, Any] = {}
@@ -142,7 +183,7 @@ class TopUpWatcher:
                 done.append((tenant_id, account_id))
             if entry.type in HOLD_ENDED_TYPES or (entry.amount == 0 and entry.type != "hold"):
                 continue  # `available` cannot fall
-            settings = await self._policy(conn, tenant_id, account_id)
+            settings = self._policy(tenant_id, account_id)
             if settings is None or not settings.enabled:
                 continue
             crossing: Any = entry
@@ -159,6 +200,13 @@ class TopUpWatcher:
                     return self.position  # stopped: this batch is handled again next time
                 self.requested += 1
         async with conn.transaction():
+            if policies:
+                await conn.executemany(
+                    f"INSERT INTO {self._s}.{POLICY_TABLE} (policy_id, tenant_id, account_id, "
+                    "settings) VALUES ($1, $2, $3, $4) ON CONFLICT (policy_id) DO UPDATE SET "
+                    "settings = EXCLUDED.settings",
+                    policies,
+                )
             for tenant_id, account_id in done:
                 await conn.execute(
                     f"DELETE FROM {self._s}.{DUE_TABLE} WHERE tenant_id = $1 AND account_id = $2",
@@ -181,24 +229,10 @@ class TopUpWatcher:
         self.position = last
         return last
 
-    async def _policy(
-        self, conn: asyncpg.Connection, tenant_id: str, account_id: str
-    ) -> TopUpSettings | None:
-        key = (tenant_id, account_id)
-        cached = self._policies.get(key)
-        now = time.monotonic()
-        if cached is not None and now - cached[0] < POLICY_CACHE_TTL_S:
-            return cached[1]
-        settings = None
-        for owner in (account_id, ""):
-            policy: Any = None
-            for row in await self._tailer.aggregate_events(conn, policy_id(tenant_id, owner)):
-                policy = event_of_row(self.mapper, *row).mutate(policy)
-            if isinstance(policy, TopUpPolicy):
-                settings = policy.settings
-                break
-        self._policies[key] = (now, settings)
-        return settings
+    def _policy(self, tenant_id: str, account_id: str) -> TopUpSettings | None:
+        """The account's own policy, else the tenant's default."""
+        own = self._policies.get((tenant_id, account_id))
+        return own if own is not None else self._policies.get((tenant_id, ""))
 
     async def _submitted(self, envelope: Envelope[Command]) -> Outcome | None:
         """The command's outcome, sent again while the ledger is unavailable; None once
