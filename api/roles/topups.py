@@ -173,7 +173,10 @@ class TopUpWatcher:
         due: list[tuple[str, str, str, int, Any]] = []
         done: list[tuple[str, str]] = []
         rows_at: dict[int, Any] = {}
-        for tenant_id, entry in entries_of_rows(self.mapper, rows):
+        # No policy anywhere: no entry can cross one, nor be a top-up request (policies are
+        # never removed, only disabled), so the batch is not even decoded.
+        decoded = entries_of_rows(self.mapper, rows) if self._policies else []
+        for tenant_id, entry in decoded:
             account_id = entry.account_id
             if entry.type == Account.TopUpRequested.entry_type and entry.metadata:
                 attempt = int(entry.metadata["attempt"])

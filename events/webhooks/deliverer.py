@@ -98,6 +98,8 @@ class Deliverer:
         self._wake = asyncio.Event()
         self._endpoints: dict[str, tuple[float, list[tuple[str, list[str]]]]] = {}
         self._thresholds: dict[str, tuple[float, int | None]] = {}
+        self._any = False
+        self._any_checked_at = -CACHE_TTL_S
 
     @property
     def active(self) -> bool:
@@ -132,7 +134,8 @@ class Deliverer:
         """Queues the batch's messages for their endpoints and stores the position, together."""
         last = int(rows[-1][0])
         queued = []
-        for message in await self.messages_of(conn, rows):
+        messages = await self.messages_of(conn, rows) if await self._any_endpoint(conn) else []
+        for message in messages:
             for endpoint_id, patterns in await self._endpoints_of(conn, message.tenant_id):
                 if subscribed(patterns, message.type):
                     queued.append(
@@ -187,6 +190,18 @@ class Deliverer:
             if crossed_below(crossing, threshold):
                 messages.append(of_low_balance(tenant_id, entry, threshold))
         return messages
+
+    async def _any_endpoint(self, conn: asyncpg.Connection) -> bool:
+        """Whether any tenant has an enabled endpoint (else a batch is not even decoded)."""
+        now = time.monotonic()
+        if now - self._any_checked_at >= CACHE_TTL_S:
+            self._any = bool(
+                await conn.fetchval(
+                    f"SELECT EXISTS (SELECT 1 FROM {self._s}.{store.ENDPOINTS} WHERE enabled)"
+                )
+            )
+            self._any_checked_at = now
+        return self._any
 
     async def _endpoints_of(
         self, conn: asyncpg.Connection, tenant_id: str
