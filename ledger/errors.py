@@ -76,6 +76,10 @@ class PaymentAlreadyCreditedError(ConflictError):
     pass
 
 
+class ApiKeyNotActiveError(ConflictError):
+    """An API key that is revoked, expired or already rotated cannot be rotated."""
+
+
 class LimitExceededError(ConflictError):
     """A per-account bound of limits.py would be crossed (open lots, active holds, balance)."""
 

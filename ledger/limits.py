@@ -26,8 +26,16 @@ PAYMENT_REF_LENGTH_MAX = 255
 METADATA_BYTES_MAX = 4_096  # encoded JSON size of one metadata object
 METADATA_KEYS_MAX = 50
 METADATA_DEPTH_MAX = 16  # nesting of metadata objects and lists
-# API keys per tenant (active or revoked: all are kept for the audit trail).
+# Active API keys per tenant (revoked and expired ones do not count, nor a key in its
+# rotation's grace period): keeps the tenant's state, loaded on every cold authentication,
+# small.
 API_KEYS_PER_TENANT_MAX = 100
+# Ended (revoked or expired) keys a tenant keeps listing, the most recently ended: rotations
+# may go on forever, the tenant's state stays bounded (the event store keeps them all).
+API_KEYS_ENDED_KEPT = 100
+# How long a rotated key keeps working beside its successor (POST .../rotate, `grace_s`).
+API_KEY_ROTATION_GRACE_S_DEFAULT = 3_600
+API_KEY_ROTATION_GRACE_S_MAX = 86_400
 # Currencies a tenant may price credits in.
 PURCHASE_RATES_MAX = 50
 # Grants may not expire further out than this (and not in the past).

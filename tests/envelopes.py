@@ -70,6 +70,7 @@ CreateTenant = _create_tenant
 UpdateTenant = _in_tenant(tenants.UpdateTenant)
 CreateApiKey = _in_tenant(tenants.CreateApiKey)
 RevokeApiKey = _in_tenant(tenants.RevokeApiKey)
+RotateApiKey = _in_tenant(tenants.RotateApiKey)
 GetTenant = _in_tenant(tenants.GetTenant)
 ReverseCredits = _in_tenant(accounts.ReverseCredits)
 PublishPriceBook = _in_tenant(pricing.PublishPriceBook)

@@ -1,7 +1,8 @@
 """Authentication and scopes. Keys are looked up by their SHA-256; nothing else is stored.
 
 A key's state (scopes, expiry, revocation) is cached for at most AUTH_CACHE_TTL_S, so a
-revocation made through any replica takes effect everywhere within a second.
+revocation, or the end of a rotated key's grace period set through any replica, takes effect
+everywhere within a second.
 """
 
 from __future__ import annotations
@@ -92,7 +93,15 @@ def load_grant(ledger: Ledger, key_hash: str) -> KeyGrant | None:
     except AggregateNotFoundError:
         return None
     assert isinstance(index, ApiKeyIndex) and isinstance(tenant, Tenant)
-    key = tenant.api_keys[index.key_id]
+    key = tenant.api_keys.get(index.key_id)
+    if key is None:  # ended long ago: the tenant no longer keeps it (API_KEYS_ENDED_KEPT)
+        return KeyGrant(
+            tenant_id=tenant.tenant_id,
+            key_id=index.key_id,
+            scopes=frozenset(),
+            expires_at=None,
+            revoked=True,
+        )
     return KeyGrant(
         tenant_id=tenant.tenant_id,
         key_id=index.key_id,

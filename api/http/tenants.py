@@ -1,5 +1,5 @@
 """Tenants and their API keys: the operator's routes (admin key) and a tenant's own keys
-(/v1/api-keys, scope keys:manage)."""
+(/v1/api-keys, scope keys:manage): create, list, rotate, revoke."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from api.http.body import body_of
 from api.http.command_routes import answer, refuse_key_in_body
 from api.http.dependencies import PrincipalDep, ServicesDep
 from api.http.guards import operator_key, tenant_key
-from api.http.parameters import SECURITY, KeyIdParam, TenantIdParam
-from api.http.problems import responses
+from api.http.parameters import SECURITY, IdempotencyHeader, KeyIdParam, TenantIdParam
+from api.http.problems import ApiError, responses
 from api.http.services import Services
 from ledger.commands import Envelope
 from ledger.errors import TenantNotFoundError
@@ -27,6 +27,7 @@ from ledger.tenants.commands import (
     CreateTenant,
     GetTenant,
     RevokeApiKey,
+    RotateApiKey,
     UpdateTenant,
 )
 from ledger.tenants.tenant import Tenant
@@ -64,6 +65,35 @@ async def create_key(
     refuse_key_in_body(command)
     envelope = Envelope(tenant_id=tenant_id, command=command, key_id=key_id)
     return answer(await services.writer.submit(envelope))
+
+
+async def rotate_key(
+    services: Services,
+    tenant_id: str,
+    rotated: str,
+    data: RotateApiKey | None,
+    idempotency_key: str | None,
+    key_id: str | None,
+) -> Response[Any]:
+    """A successor of `rotated` (its secret in this answer only); the rotated key's new expiry
+    reaches this replica at once and the others within AUTH_CACHE_TTL_S."""
+    command = data or RotateApiKey()
+    if command.key_id:
+        raise ApiError("validation_error", "key_id is given by the path; leave it out of the body")
+    refuse_key_in_body(command)
+    command = msgspec.structs.replace(command, key_id=rotated, idempotency_key=idempotency_key)
+    outcome = await services.writer.submit(
+        Envelope(tenant_id=tenant_id, command=command, key_id=key_id)
+    )
+    services.auth.forget()
+    return answer(outcome)
+
+
+ROTATE_BODY = body_of(RotateApiKey, excluded=("key_id", "idempotency_key"), optional=True)
+ROTATE_SUMMARY = (
+    "Rotate an API key: a successor with its scopes, name and expiry (the secret shown once); "
+    "the key keeps working for grace_s seconds"
+)
 
 
 async def revoke_key(services: Services, tenant_id: str, revoked: str, key_id: str | None) -> None:
@@ -128,6 +158,25 @@ class TenantController(Controller):
     ) -> Response[ApiKeyView]:
         return await create_key(services, tenant_id, data, None)
 
+    @post(
+        "/{tenant_id:str}/api-keys/{key_id:str}/rotate",
+        summary=ROTATE_SUMMARY,
+        responses=responses(
+            "forbidden", "not_found", "conflict", "idempotency_key_reused", "idempotency_key_in_use"
+        ),
+        dto=ROTATE_BODY,
+        return_dto=None,
+    )
+    async def rotate_tenant_key(
+        self,
+        services: ServicesDep,
+        tenant_id: TenantIdParam,
+        key_id: KeyIdParam,
+        idempotency_key: IdempotencyHeader,
+        data: JSONBody[RotateApiKey | None] = None,
+    ) -> Response[ApiKeyView]:
+        return await rotate_key(services, tenant_id, key_id, data, idempotency_key, None)
+
     @get(
         "/{tenant_id:str}/api-keys",
         summary="A tenant's API keys (never the secrets)",
@@ -170,6 +219,27 @@ class OwnApiKeyController(Controller):
     @get("/", summary="The caller's tenant's API keys", responses=responses("forbidden"))
     async def list_own_keys(self, principal: PrincipalDep, services: ServicesDep) -> ApiKeyList:
         return await list_keys(services, principal.tenant())
+
+    @post(
+        "/{key_id:str}/rotate",
+        summary=ROTATE_SUMMARY + " (scope keys:manage)",
+        responses=responses(
+            "forbidden", "not_found", "conflict", "idempotency_key_reused", "idempotency_key_in_use"
+        ),
+        dto=ROTATE_BODY,
+        return_dto=None,
+    )
+    async def rotate_own_key(
+        self,
+        principal: PrincipalDep,
+        services: ServicesDep,
+        key_id: KeyIdParam,
+        idempotency_key: IdempotencyHeader,
+        data: JSONBody[RotateApiKey | None] = None,
+    ) -> Response[ApiKeyView]:
+        return await rotate_key(
+            services, principal.tenant(), key_id, data, idempotency_key, principal.key_id
+        )
 
     @delete(
         "/{key_id:str}",

@@ -18,10 +18,14 @@ from eventsourcing.domain import TZINFO, Aggregate
 
 from ledger.accounts import account_events as events
 from ledger.accounts.account_events import TOTAL_NAMES, AccountState, ActiveHold
+from ledger.accounts.holds import CaptureUsage
 from ledger.accounts.lots import (
+    ADJUSTMENT_LOT_TERMS,
     OVERDRAFT_LOT_ID,
     Draw,
     Lot,
+    LotPlacer,
+    LotTerms,
     Restore,
     ReturnableDraw,
     burn_order_key,
@@ -31,7 +35,7 @@ from ledger.accounts.lots import (
     plan_restores,
 )
 from ledger.errors import HoldNotActiveError, InsufficientCreditsError, LimitExceededError
-from ledger.limits import ACTIVE_HOLDS_PER_ACCOUNT_MAX, BALANCE_MAX, LOTS_PER_ACCOUNT_MAX
+from ledger.limits import ACTIVE_HOLDS_PER_ACCOUNT_MAX, BALANCE_MAX
 from ledger.topics import stored_as
 
 
@@ -130,12 +134,6 @@ class Account(AccountState, Aggregate):
                 available=available,
             )
 
-    def _check_lot_room(self, new_lots: int) -> None:
-        if new_lots and len(self.lots) + new_lots > LOTS_PER_ACCOUNT_MAX:
-            raise LimitExceededError(
-                f"an account may hold at most {LOTS_PER_ACCOUNT_MAX} open lots"
-            )
-
     def _common(self, amount: int, held_change: int = 0) -> dict[str, Any]:
         return {
             "tenant_id": self.tenant_id,
@@ -145,11 +143,14 @@ class Account(AccountState, Aggregate):
             "held": self.held + held_change,
         }
 
-    def _debt_repaid(self, amount: int) -> int:
-        """The debt adding `amount` repays first; refuses a new lot past the bound."""
+    def _credits_in(self, amount: int, terms: LotTerms, new_lot_id: str) -> tuple[int, str]:
+        """(the debt adding `amount` repays first, the lot the rest goes to: an open lot it
+        joins or `new_lot_id`); refuses a new lot past the bound (LotPlacer)."""
         debt_repaid = min(amount, debt_of(self.lots))
-        self._check_lot_room(1 if amount > debt_repaid else 0)
-        return debt_repaid
+        if amount == debt_repaid:
+            return debt_repaid, new_lot_id
+        lot_id, _ = LotPlacer(self.lots).place(terms, new_lot_id)
+        return debt_repaid, lot_id
 
     def grant(
         self,
@@ -162,6 +163,8 @@ class Account(AccountState, Aggregate):
         metadata: dict[str, Any],
     ) -> None:
         self._check_room(amount)
+        terms = LotTerms(source="grant", expires_at=expires_at, priority=priority)
+        debt_repaid, lot_id = self._credits_in(amount, terms, lot_id)
         self._trigger(
             self.CreditsGranted,
             **self._common(amount),
@@ -169,7 +172,7 @@ class Account(AccountState, Aggregate):
             source="grant",
             expires_at=expires_at,
             priority=priority,
-            debt_repaid=self._debt_repaid(amount),
+            debt_repaid=debt_repaid,
             reason=reason,
             metadata=metadata,
         )
@@ -186,6 +189,8 @@ class Account(AccountState, Aggregate):
         metadata: dict[str, Any],
     ) -> None:
         self._check_room(amount)
+        terms = LotTerms(source="purchase", expires_at=expires_at, priority=priority)
+        debt_repaid, lot_id = self._credits_in(amount, terms, lot_id)
         self._trigger(
             self.CreditsPurchased,
             **self._common(amount),
@@ -193,7 +198,7 @@ class Account(AccountState, Aggregate):
             source="purchase",
             expires_at=expires_at,
             priority=priority,
-            debt_repaid=self._debt_repaid(amount),
+            debt_repaid=debt_repaid,
             payment_ref=payment_ref,
             price=price,
             metadata=metadata,
@@ -246,7 +251,6 @@ class Account(AccountState, Aggregate):
         self._check_room(amount)
         debt_repaid = min(amount, debt_of(self.lots))
         restores = plan_restores(self.lots, returnable, amount - debt_repaid, refund_lot_id, now)
-        self._check_lot_room(sum(1 for restore in restores if restore.lot is not None))
         self._trigger(
             self.CreditsRefunded,
             **self._common(amount),
@@ -264,6 +268,8 @@ class Account(AccountState, Aggregate):
         hold_id: str,
         amount: int,
         operation: str,
+        resource: str | None,
+        user_id: str | None,
         expires_at: datetime,
         metadata: dict[str, Any],
         overdraft_limit: int,
@@ -282,6 +288,8 @@ class Account(AccountState, Aggregate):
             expires_at=expires_at,
             metadata=metadata,
             reservations=plan_draws(self.lots, amount),
+            resource=resource,
+            user_id=user_id,
         )
 
     def active_hold(self, hold_id: str) -> ActiveHold:
@@ -290,7 +298,11 @@ class Account(AccountState, Aggregate):
             raise HoldNotActiveError(f"hold {hold_id} is not active")
         return hold
 
-    def capture_hold(self, *, hold_id: str, amount: int, consumption_id: str) -> None:
+    def capture_hold(
+        self, *, hold_id: str, amount: int, consumption_id: str, usage: CaptureUsage
+    ) -> None:
+        """Takes `amount` of the hold; `usage` is what its entry says the credits paid for
+        (the hold's, with what the capture gave of its own)."""
         hold = self.active_hold(hold_id)
         if amount > hold.amount:
             raise HoldNotActiveError(f"capture of {amount} exceeds the {hold.amount} held")
@@ -301,9 +313,12 @@ class Account(AccountState, Aggregate):
             hold_id=hold_id,
             hold_amount=hold.amount,
             consumption_id=consumption_id,
-            operation=hold.operation,
+            operation=usage.operation,
             draws=draws,
             drawn_lots=self.drawn_lots(draws),
+            resource=usage.resource,
+            user_id=usage.user_id,
+            metadata=usage.metadata,
         )
 
     def release_hold(self, *, hold_id: str) -> None:
@@ -318,7 +333,7 @@ class Account(AccountState, Aggregate):
     def adjust(self, *, amount: int, reason: str, lot_id: str, overdraft_limit: int) -> None:
         if amount > 0:
             self._check_room(amount)
-            debt_repaid = self._debt_repaid(amount)
+            debt_repaid, lot_id = self._credits_in(amount, ADJUSTMENT_LOT_TERMS, lot_id)
             draws: list[Draw] = []
             new_lot_id: str | None = lot_id if amount > debt_repaid else None
         else:

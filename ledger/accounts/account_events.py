@@ -38,8 +38,9 @@ class ActiveHold(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class AccountState:
-    """An account's credits: its lots (one per grant, purchase or refund, and the overdraft
-    lot holding its debt), its active holds and its totals, with the changes events make."""
+    """An account's credits: its lots (credits of one source, priority and expiry, and the
+    overdraft lot holding its debt), its active holds and its totals, with the changes events
+    make."""
 
     tenant_id: str
     account_id: str
@@ -67,9 +68,17 @@ class AccountState:
             self.lots[lot_id] = new_overdraft_lot(self.lot_seq)
         return self.lots[lot_id]
 
-    def add_lot(
+    def add_credits(
         self, lot_id: str, source: str, amount: int, expires_at: datetime | None, priority: int
     ) -> None:
+        """Credits into the open lot `lot_id` (one they join: the same source, priority and
+        expiry, ledger/accounts/lots.py LotPlacer), or into a new lot of that id. Events
+        stored before lots joined always name a new lot."""
+        lot = self.lots.get(lot_id)
+        if lot is not None:
+            assert (lot.source, lot.expires_at, lot.priority) == (source, expires_at, priority)
+            lot.remaining += amount
+            return
         self.lot_seq += 1
         self.lots[lot_id] = Lot(
             lot_id=lot_id,
@@ -145,7 +154,8 @@ class Opened(Aggregate.Created):
 
 
 class CreditsAdded(AccountEvent):
-    """A new lot: grant, purchase or positive adjustment. Debt is repaid first."""
+    """Credits of a grant or purchase: debt is repaid first, the rest goes to `lot_id`, a new
+    lot or an open one of the same source, priority and expiry that they join."""
 
     lot_id: str
     source: str
@@ -157,7 +167,9 @@ class CreditsAdded(AccountEvent):
         account.repay_debt(self.debt_repaid)
         lot_amount = self.amount - self.debt_repaid
         if lot_amount > 0:
-            account.add_lot(self.lot_id, self.source, lot_amount, self.expires_at, self.priority)
+            account.add_credits(
+                self.lot_id, self.source, lot_amount, self.expires_at, self.priority
+            )
         account.totals[self.total_name] += self.amount
 
     total_name: ClassVar[str] = ""
@@ -215,7 +227,7 @@ class CreditsRefunded(AccountEvent):
             if lot is None:
                 terms = restore.lot
                 assert terms is not None, restore
-                account.add_lot(
+                account.add_credits(
                     restore.lot_id,
                     terms.source,
                     restore.amount,
@@ -234,7 +246,16 @@ class HoldPlaced(AccountEvent):
     expires_at: datetime
     metadata: dict[str, Any]
     reservations: list[Draw]
+    # As a consumption names them. Version 1 (before issue 14) had neither.
+    resource: str | None
+    user_id: str | None
     entry_type: ClassVar[str] = "hold"
+    class_version: ClassVar[int] = 2
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        state["resource"] = None
+        state["user_id"] = None
 
     def apply_to(self, account: AccountState) -> None:
         for reservation in self.reservations:
@@ -270,12 +291,23 @@ class HoldCaptured(HoldEnded):
     operation: str
     draws: list[Draw]
     drawn_lots: dict[str, LotTerms] | None  # as in CreditsConsumed
+    # The hold's (or the capture's own), as a consumption's: usage by user or resource counts
+    # captures too. Version 2 (before issue 14) had none.
+    resource: str | None
+    user_id: str | None
+    metadata: dict[str, Any]
     entry_type: ClassVar[str] = "capture"
-    class_version: ClassVar[int] = 2
+    class_version: ClassVar[int] = 3
 
     @staticmethod
     def upcast_v1_v2(state: dict[str, Any]) -> None:
         state["drawn_lots"] = None
+
+    @staticmethod
+    def upcast_v2_v3(state: dict[str, Any]) -> None:
+        state["resource"] = None
+        state["user_id"] = None
+        state["metadata"] = {}
 
     def after_release(self, account: AccountState) -> None:
         account.take_draws(self.draws)
@@ -302,7 +334,7 @@ class LotExpired(AccountEvent):
 
 class BalanceAdjusted(AccountEvent):
     reason: str
-    lot_id: str | None  # the new lot of a positive adjustment
+    lot_id: str | None  # the lot a positive adjustment's credits went to
     debt_repaid: int
     draws: list[Draw]  # what a negative adjustment took
     entry_type: ClassVar[str] = "adjust"
@@ -312,7 +344,9 @@ class BalanceAdjusted(AccountEvent):
             account.repay_debt(self.debt_repaid)
             if self.amount > self.debt_repaid:
                 assert self.lot_id is not None
-                account.add_lot(self.lot_id, "adjustment", self.amount - self.debt_repaid, None, 0)
+                account.add_credits(
+                    self.lot_id, "adjustment", self.amount - self.debt_repaid, None, 0
+                )
         else:
             account.take_draws(self.draws)
         account.totals["adjusted"] += self.amount

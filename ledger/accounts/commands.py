@@ -171,12 +171,15 @@ class RefundConsumption(AccountCommand, tag="refund", frozen=True, kw_only=True)
 
 
 class PlaceHold(AccountCommand, tag="hold", frozen=True, kw_only=True):
-    """Reserves credits for a later capture."""
+    """Reserves credits for a later capture; the capture's entry carries the hold's operation,
+    resource, user_id and metadata."""
 
     amount: Amount
     operation: Text
     expires_in_s: Annotated[int, Meta(ge=1, le=HOLD_EXPIRES_IN_S_MAX)] = HOLD_EXPIRES_IN_S_DEFAULT
     metadata: Metadata = {}
+    resource: OptionalText | None = None
+    user_id: OptionalText | None = None
 
     fingerprint_fields: ClassVar[frozenset[str]] = frozenset(
         {"account_id", "amount", "operation", "expires_in_s", "metadata"}
@@ -185,6 +188,8 @@ class PlaceHold(AccountCommand, tag="hold", frozen=True, kw_only=True):
     def check(self, now: datetime) -> None:
         check_amount(self.amount)
         check_text(self.operation, "operation")
+        check_text(self.resource, "resource", required=False)
+        check_text(self.user_id, "user_id", required=False)
         check_metadata(self.metadata)
         if not 1 <= self.expires_in_s <= HOLD_EXPIRES_IN_S_MAX:
             raise InvalidCommandError(f"expires_in_s must be from 1 to {HOLD_EXPIRES_IN_S_MAX}")
@@ -194,18 +199,30 @@ class PlaceHold(AccountCommand, tag="hold", frozen=True, kw_only=True):
 
 
 class CaptureHold(AccountCommand, tag="capture", frozen=True, kw_only=True):
-    """Captures at most what is held; the rest is released."""
+    """Captures at most what is held; the rest is released. The entry carries the hold's
+    operation, resource, user_id and metadata: each of operation, resource and user_id the
+    capture gives replaces the hold's, and its metadata's keys are added to the hold's
+    (replacing those of the same name)."""
 
     hold_id: Annotated[
         str, Meta(description="In a batch item; on other routes the path gives it")
     ] = ""
     amount: Amount | None = None
+    operation: Text | None = None
+    resource: OptionalText | None = None
+    user_id: OptionalText | None = None
+    metadata: Metadata = {}
 
     fingerprint_fields: ClassVar[frozenset[str]] = frozenset({"account_id", "hold_id", "amount"})
 
     def check(self, now: datetime) -> None:
         check_text(self.hold_id, "hold_id")
         check_optional_amount(self.amount)
+        if self.operation is not None:
+            check_text(self.operation, "operation")
+        check_text(self.resource, "resource", required=False)
+        check_text(self.user_id, "user_id", required=False)
+        check_metadata(self.metadata)
 
 
 class ReleaseHold(AccountCommand, tag="release", frozen=True, kw_only=True):

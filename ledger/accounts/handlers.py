@@ -337,6 +337,8 @@ def place_hold(envelope: Envelope[PlaceHold], session: UnitOfWork) -> Outcome:
         hold_id=hold_id,
         amount=command.amount,
         operation=command.operation,
+        resource=command.resource,
+        user_id=command.user_id,
         expires_at=expires_at,
         metadata=command.metadata,
         overdraft_limit=settings.overdraft_limit,
@@ -351,6 +353,9 @@ def place_hold(envelope: Envelope[PlaceHold], session: UnitOfWork) -> Outcome:
         amount=command.amount,
         operation=command.operation,
         expires_at=expires_at,
+        resource=command.resource,
+        user_id=command.user_id,
+        metadata=command.metadata,
     )
     session.add(record)
     return Outcome(value=hold_view(record), entry_ref=ref)
@@ -375,10 +380,17 @@ def capture_hold(envelope: Envelope[CaptureHold], session: UnitOfWork) -> Outcom
     amount = record.amount if command.amount is None else command.amount
     if amount > record.amount:
         raise HoldNotActiveError(f"capture of {amount} exceeds the {record.amount} held")
+    usage = record.capture_usage(
+        operation=command.operation,
+        resource=command.resource,
+        user_id=command.user_id,
+        metadata=command.metadata,
+    )
     account.capture_hold(
         hold_id=command.hold_id,
         amount=amount,
         consumption_id=new_consumption_id(account.version + 1),
+        usage=usage,
     )
     outcome = _entry_outcome(account)
     record.end("captured", amount)

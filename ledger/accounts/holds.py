@@ -9,13 +9,25 @@ the event store's unique (originator_id, version): only one commits.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
+import msgspec
 from eventsourcing.domain import Aggregate
 
+from ledger.checks import check_metadata
+from ledger.errors import InvalidCommandError
 from ledger.topics import stored_as
 
 HOLD_STATUSES = ("active", "captured", "released", "expired")
+
+
+class CaptureUsage(msgspec.Struct, frozen=True, kw_only=True):
+    """What a capture's credits paid for, as its entry (and usage) says."""
+
+    operation: str
+    resource: str | None
+    user_id: str | None
+    metadata: dict[str, Any]
 
 
 @stored_as("ledger.records")
@@ -27,6 +39,18 @@ class HoldRecord(Aggregate):
         amount: int
         operation: str
         expires_at: datetime
+        # What its capture's entry carries besides the operation. Version 1 (before issue
+        # 14) had none: a hold placed then captures without them.
+        resource: str | None
+        user_id: str | None
+        metadata: dict[str, Any]
+        class_version: ClassVar[int] = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["resource"] = None
+            state["user_id"] = None
+            state["metadata"] = {}
 
     class Ended(Aggregate.Event):
         status: str
@@ -44,6 +68,9 @@ class HoldRecord(Aggregate):
         amount: int,
         operation: str,
         expires_at: datetime,
+        resource: str | None = None,
+        user_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
         **_: Any,
     ) -> None:
         self.tenant_id = tenant_id
@@ -52,8 +79,38 @@ class HoldRecord(Aggregate):
         self.amount = amount
         self.operation = operation
         self.expires_at = expires_at
+        self.resource = resource
+        self.user_id = user_id
+        self.metadata = metadata or {}
         self.status = "active"
         self.captured = 0
+
+    def capture_usage(
+        self,
+        *,
+        operation: str | None,
+        resource: str | None,
+        user_id: str | None,
+        metadata: dict[str, Any],
+    ) -> CaptureUsage:
+        """The hold's operation, resource, user_id and metadata, with a capture's own: each of
+        the first three it gives replaces the hold's; its metadata's keys are added to the
+        hold's, replacing those of the same name. The result must keep to the metadata limits
+        (InvalidCommandError otherwise)."""
+        merged = {**self.metadata, **metadata} if metadata else self.metadata
+        if metadata and self.metadata:
+            try:
+                check_metadata(merged)
+            except InvalidCommandError as error:
+                raise InvalidCommandError(
+                    f"the hold's metadata with the capture's: {error.detail}"
+                ) from None
+        return CaptureUsage(
+            operation=self.operation if operation is None else operation,
+            resource=self.resource if resource is None else resource,
+            user_id=self.user_id if user_id is None else user_id,
+            metadata=merged,
+        )
 
     def end(self, status: str, captured: int = 0) -> None:
         assert self.status == "active", self.status

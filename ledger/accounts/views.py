@@ -86,6 +86,9 @@ class HoldView(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     created_at: datetime
     captured: int = 0
     position: int = 0
+    resource: str | None = None
+    user_id: str | None = None
+    metadata: dict[str, Any] = {}
 
 
 # The optional fields an entry takes from its event, when the event's class has them.
@@ -171,4 +174,7 @@ def hold_view(record: HoldRecord) -> HoldView:
         expires_at=record.expires_at,
         created_at=record.created_on,
         captured=record.captured,
+        resource=record.resource,
+        user_id=record.user_id,
+        metadata=record.metadata,
     )

@@ -28,7 +28,9 @@ SCOPES = (ACCOUNTS_READ, ACCOUNTS_WRITE, CREDITS_CONSUME, REPORTS_READ, KEYS_MAN
 
 
 class ApiKey(msgspec.Struct, kw_only=True):
-    """One of a tenant's keys, as the Tenant keeps it: never the secret, only its hash."""
+    """One of a tenant's keys, as the Tenant keeps it: never the secret, only its hash.
+
+    Fields added since keys were first stored have defaults (snapshots hold the old shape)."""
 
     key_id: str
     name: str
@@ -38,6 +40,19 @@ class ApiKey(msgspec.Struct, kw_only=True):
     key_prefix: str
     created_at: datetime
     revoked_at: datetime | None
+    # Set by a rotation: the key that replaced this one, the key this one replaced.
+    successor_key_id: str | None = None
+    predecessor_key_id: str | None = None
+
+    def is_active(self, now: datetime) -> bool:
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+
+    def ended_at(self, now: datetime) -> datetime | None:
+        """When the key stopped working (revoked, or past its expiry), or None if it works."""
+        ends = [self.revoked_at] if self.revoked_at is not None else []
+        if self.expires_at is not None and self.expires_at <= now:
+            ends.append(self.expires_at)
+        return min(ends, default=None)
 
 
 def new_api_key() -> str:

@@ -1,4 +1,4 @@
-"""The tenants area: tenant and API key commands, and their views. Their routes are the
+"""The tenants area: tenant and API key commands (create, rotate, revoke), and their views. Their routes are the
 operator's and a tenant's own key routes, written out in api/http/tenants.py."""
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ AREA = Area(
         CommandSpec(c.UpdateTenant, h.update_tenant, TenantView),
         CommandSpec(c.CreateApiKey, h.create_api_key, ApiKeyView, scope=KEYS_MANAGE),
         CommandSpec(c.RevokeApiKey, h.revoke_api_key, ApiKeyView, scope=KEYS_MANAGE),
+        CommandSpec(c.RotateApiKey, h.rotate_api_key, ApiKeyView, scope=KEYS_MANAGE),
         CommandSpec(c.GetTenant, h.get_tenant, TenantView, query=True),
     ],
 )

@@ -1,4 +1,5 @@
-"""The tenant commands: create and change a tenant, issue and revoke its API keys, read it.
+"""The tenant commands: create and change a tenant, issue, rotate and revoke its API keys, read
+it.
 
 The operator sends them for any tenant; a tenant's key with `keys:manage` sends the key
 commands for its own tenant. The envelope says which tenant; `CreateTenant` names the one it
@@ -17,6 +18,7 @@ from ledger.checks import check_expires_at, check_text
 from ledger.commands import Command
 from ledger.errors import InvalidCommandError
 from ledger.fields import OptionalText, TenantId, Text
+from ledger.limits import API_KEY_ROTATION_GRACE_S_DEFAULT, API_KEY_ROTATION_GRACE_S_MAX
 from ledger.tenants.api_keys import SCOPES
 from ledger.tenants.settings import TenantSettings, TenantSettingsPatch
 
@@ -84,6 +86,30 @@ class RevokeApiKey(Command, tag="revoke_api_key", frozen=True, kw_only=True):
 
     def check(self, now: datetime) -> None:
         check_text(self.key_id, "key_id")
+
+
+class RotateApiKey(Command, tag="rotate_api_key", frozen=True, kw_only=True):
+    """Issues a successor of an API key, with its scopes, name and expiry (the secret shown
+    once); the key keeps working for `grace_s` more seconds, then answers 401."""
+
+    key_id: Annotated[str, Meta(description="The path gives it")] = ""
+    grace_s: Annotated[
+        int,
+        Meta(
+            ge=0,
+            le=API_KEY_ROTATION_GRACE_S_MAX,
+            description="How long the rotated key keeps working (0: it stops now)",
+        ),
+    ] = API_KEY_ROTATION_GRACE_S_DEFAULT
+
+    fingerprint_fields: ClassVar[frozenset[str]] = frozenset({"key_id", "grace_s"})
+
+    def check(self, now: datetime) -> None:
+        check_text(self.key_id, "key_id")
+        if type(self.grace_s) is not int or not 0 <= self.grace_s <= API_KEY_ROTATION_GRACE_S_MAX:
+            raise InvalidCommandError(
+                f"grace_s must be from 0 to {API_KEY_ROTATION_GRACE_S_MAX} seconds"
+            )
 
 
 class GetTenant(Command, tag="get_tenant", frozen=True, kw_only=True):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from ledger.checks import check_still_ahead
 from ledger.commands import Envelope
@@ -15,6 +15,7 @@ from ledger.tenants.commands import (
     CreateTenant,
     GetTenant,
     RevokeApiKey,
+    RotateApiKey,
     UpdateTenant,
 )
 from ledger.tenants.settings import TenantSettings
@@ -47,10 +48,19 @@ def _add_key(
     name: str,
     scopes: list[str],
     expires_at: datetime | None,
+    replacing: str | None = None,
 ) -> ApiKeyView:
     key = new_api_key()
     key_id = new_id()
-    tenant.add_api_key(key_id=key_id, key=key, name=name, scopes=scopes, expires_at=expires_at)
+    tenant.add_api_key(
+        key_id=key_id,
+        key=key,
+        name=name,
+        scopes=scopes,
+        expires_at=expires_at,
+        now=session.now,
+        replacing=replacing,
+    )
     session.add(
         ApiKeyIndex._create(
             ApiKeyIndex.Created,
@@ -89,6 +99,28 @@ def create_api_key(envelope: Envelope[CreateApiKey], session: UnitOfWork) -> Out
     )
     session.add(tenant)
     return Outcome(value=view)
+
+
+def rotate_api_key(envelope: Envelope[RotateApiKey], session: UnitOfWork) -> Outcome:
+    """A successor with the key's scopes, name and expiry; the key itself ends after the
+    grace period (or at its own expiry, if that comes first)."""
+    command = envelope.command
+    tenant = existing_tenant(session, envelope.tenant_id)
+    rotated = tenant.rotatable_key(command.key_id, session.now)
+    grace_end = session.now + timedelta(seconds=command.grace_s)
+    ends_at = grace_end if rotated.expires_at is None else min(rotated.expires_at, grace_end)
+    view = _add_key(
+        session,
+        tenant,
+        name=rotated.name,
+        scopes=list(rotated.scopes),
+        expires_at=rotated.expires_at,
+        replacing=command.key_id,
+    )
+    tenant.rotate_api_key(key_id=command.key_id, successor_key_id=view.key_id, expires_at=ends_at)
+    session.add(tenant)
+    successor = tenant.api_keys[view.key_id]
+    return Outcome(value=api_key_view(successor, view.key))
 
 
 def revoke_api_key(envelope: Envelope[RevokeApiKey], session: UnitOfWork) -> Outcome:

@@ -21,6 +21,8 @@ class ApiKeyView(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     revoked_at: datetime | None = None
     last_used_at: datetime | None = None
     key: str | None = None  # the secret: present only in the answer that created it
+    successor_key_id: str | None = None  # set by a rotation: the key that replaced this one
+    predecessor_key_id: str | None = None  # the key this one replaced
 
     def without_secret(self) -> ApiKeyView:
         """As a stored answer keeps it: the secret is never written down."""
@@ -55,6 +57,8 @@ def api_key_view(
         revoked_at=api_key.revoked_at,
         last_used_at=last_used_at,
         key=key,
+        successor_key_id=api_key.successor_key_id,
+        predecessor_key_id=api_key.predecessor_key_id,
     )
 
 

@@ -16,12 +16,16 @@ from ledger.errors import AtomicBatchFailedError, LedgerError
 from ledger.limits import SNAPSHOT_INTERVAL
 from ledger.outcome import Outcome
 from ledger.store.application import Ledger
+from ledger.tenants.tenant import Tenant
 from ledger.writer.answers import Answers
 from ledger.writer.batch import Batch, Counters, Work
 from ledger.writer.cache import AggregateCache
 from ledger.writer.session import BatchSession
 
 log = structlog.get_logger("ledger.writer")
+# The aggregates whose history grows without end (an account's entries; a tenant's keys as
+# they rotate), snapshotted so a cold load replays at most SNAPSHOT_INTERVAL events.
+SNAPSHOTTED = (Account, Tenant)
 
 
 class BatchApplier:
@@ -94,8 +98,9 @@ class BatchApplier:
         return False
 
     def _snapshots(self, session: BatchSession) -> list[StoredEvent]:
-        """Snapshots of the accounts that crossed a multiple of SNAPSHOT_INTERVAL, encoded
-        now: the next batch changes the same objects before this one's are stored."""
+        """Snapshots of the accounts and tenants that crossed a multiple of
+        SNAPSHOT_INTERVAL, encoded now: the next batch changes the same objects before this
+        one's are stored."""
         store = self.ledger.snapshots
         if store is None:
             return []
@@ -103,7 +108,7 @@ class BatchApplier:
             return [
                 store.mapper.to_stored_event(Snapshot.take(aggregate))
                 for aggregate_id, aggregate in session.touched.items()
-                if isinstance(aggregate, Account)
+                if isinstance(aggregate, SNAPSHOTTED)
                 and aggregate.version // SNAPSHOT_INTERVAL
                 > session.versions_at_load[aggregate_id] // SNAPSHOT_INTERVAL
             ]

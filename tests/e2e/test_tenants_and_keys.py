@@ -1,4 +1,4 @@
-"""Tenants, keys, isolation between tenants, and revocation across replicas."""
+"""Tenants, keys, isolation between tenants, and revocation and rotation across replicas."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import psycopg
 from litestar.testing import AsyncTestClient
 
 from api.http.app import create_app
+from api.http.auth import AUTH_CACHE_TTL_S
 from api.settings import Settings
 from ledger.tenants.api_keys import hash_api_key
 from tests.e2e.conftest import ADMIN, new_tenant, open_account
@@ -174,3 +175,61 @@ async def test_another_tenants_accounts_holds_and_consumptions_answer_404(client
     assert (
         await client.get("/v1/accounts/x", headers=alice.headers)
     ).status_code == 404  # alice's key still works
+
+
+async def test_a_rotated_key_works_through_its_grace_period_beside_its_successor(
+    client: Client, app_settings: Settings
+) -> None:
+    tenant = await new_tenant(client)
+    spare = (
+        await client.post(
+            "/v1/api-keys",
+            json={"name": "worker", "scopes": ["accounts:read"]},
+            headers=tenant.headers,
+        )
+    ).json()
+    old = {"Authorization": f"Bearer {spare['key']}"}
+    rotate = f"/v1/api-keys/{spare['key_id']}/rotate"
+    once = {**tenant.headers, "Idempotency-Key": "rotate-worker-1"}
+    rotated = await client.post(rotate, json={"grace_s": 1}, headers=once)
+    assert rotated.status_code == 201, rotated.text
+    successor = rotated.json()
+    assert (successor["name"], successor["scopes"]) == ("worker", ["accounts:read"])
+    assert successor["predecessor_key_id"] == spare["key_id"]
+    new = {"Authorization": f"Bearer {successor['key']}"}
+    again = await client.post(rotate, json={"grace_s": 1}, headers=once)
+    assert again.status_code == 201 and again.headers["Idempotent-Replayed"] == "true"
+    assert again.json()["key_id"] == successor["key_id"] and "key" not in again.json()
+    async with AsyncTestClient(create_app(app_settings)) as replica:
+        for app in (client, replica):
+            assert (await app.get("/v1/accounts/x", headers=old)).status_code == 404
+            assert (await app.get("/v1/accounts/x", headers=new)).status_code == 404
+        await asyncio.sleep(1.0 + AUTH_CACHE_TTL_S)
+        for app in (client, replica):
+            assert (await app.get("/v1/accounts/x", headers=old)).status_code == 401
+            assert (await app.get("/v1/accounts/x", headers=new)).status_code == 404
+    listed = (await client.get("/v1/api-keys", headers=tenant.headers)).json()["items"]
+    by_id = {item["key_id"]: item for item in listed}
+    assert by_id[spare["key_id"]]["successor_key_id"] == successor["key_id"]
+    refused = await client.post(rotate, headers=tenant.headers)  # rotated already
+    assert refused.status_code == 409 and refused.json()["code"] == "conflict"
+
+
+async def test_the_operator_rotates_a_tenants_key_and_bad_rotations_are_refused(
+    client: Client,
+) -> None:
+    tenant = await new_tenant(client)
+    path = f"/v1/tenants/{tenant.tenant_id}/api-keys"
+    rotated = await client.post(f"{path}/{tenant.key_id}/rotate", headers=ADMIN)
+    assert rotated.status_code == 201, rotated.text
+    successor = {"Authorization": f"Bearer {rotated.json()['key']}"}
+    assert (await client.get("/v1/accounts/x", headers=tenant.headers)).status_code == 404
+    assert (await client.get("/v1/accounts/x", headers=successor)).status_code == 404
+    unknown = await client.post(f"{path}/no-such-key/rotate", headers=ADMIN)
+    assert unknown.status_code == 404
+    fresh = rotated.json()["key_id"]
+    for body in ({"grace_s": 86_401}, {"grace_s": -1}, {"key_id": fresh}, {"other": 1}):
+        bad = await client.post(f"{path}/{fresh}/rotate", json=body, headers=ADMIN)
+        assert bad.status_code == 400, (body, bad.text)
+    tenant_key = await client.post(f"/v1/api-keys/{fresh}/rotate", headers=ADMIN)
+    assert tenant_key.status_code == 403

@@ -495,10 +495,20 @@ async def every_kind_of_entry(writer: Writer, tenant_id: str) -> None:
     holds = []
     for expires_in_s in (300, 300, 1):
         placed = await writer.submit(
-            c.PlaceHold(**base, amount=7, operation="image", expires_in_s=expires_in_s)
+            c.PlaceHold(
+                **base,
+                amount=7,
+                operation="image",
+                expires_in_s=expires_in_s,
+                resource="model-x",
+                user_id="u",
+                metadata={"job": expires_in_s},
+            )
         )
         holds.append(placed.value.hold_id)  # type: ignore[attr-defined]
-    await writer.submit(c.CaptureHold(**base, hold_id=holds[0], amount=3))
+    await writer.submit(
+        c.CaptureHold(**base, hold_id=holds[0], amount=3, user_id="v", metadata={"tokens": 3})
+    )
     await writer.submit(c.ReleaseHold(**base, hold_id=holds[1]))
     await writer.submit(c.AdjustBalance(**base, amount=25, reason="fix"))
     await writer.submit(c.AdjustBalance(**base, amount=-15, reason="fix"))

@@ -47,3 +47,60 @@ def test_what_the_fast_decoder_does_not_know_goes_through_the_library_mapper() -
     assert by_rows == by_mapper
     entry = entries_of_rows(new_mapper(), [tagged])[0][1]
     assert entry.metadata == {"when": datetime(2026, 1, 1, tzinfo=UTC)}
+
+
+def test_captures_and_holds_stored_before_they_named_users_decode_as_they_did() -> None:
+    """A capture of class version 2 and a hold of version 1 (before issue 14) go through the
+    mapper's upcasts and make the entries they always made; version 3 and 2 rows, with the
+    new fields, decode on the fast path to the same entries as the mapper's."""
+    account = uuid4()
+    common = {
+        "timestamp": {"_type_": "datetime_iso", "_data_": "2026-01-02T03:04:05+00:00"},
+        "tenant_id": "t",
+        "account_id": "a",
+        "hold_id": "h",
+    }
+    capture_v2 = {
+        **common,
+        "amount": -3,
+        "balance": 7,
+        "held": 0,
+        "hold_amount": 5,
+        "consumption_id": "c.3",
+        "operation": "render",
+        "draws": [],
+        "drawn_lots": None,
+        "class_version": 2,
+    }
+    capture_v3 = {
+        **capture_v2,
+        "class_version": 3,
+        "resource": "m",
+        "user_id": "u",
+        "metadata": {"job": 1},
+    }
+    hold_v1 = {
+        **common,
+        "amount": 0,
+        "balance": 10,
+        "held": 5,
+        "operation": "render",
+        "hold_amount": 5,
+        "expires_at": {"_type_": "datetime_iso", "_data_": "2026-01-02T04:04:05+00:00"},
+        "metadata": {},
+        "reservations": [],
+    }
+    hold_v2 = {**hold_v1, "class_version": 2, "resource": "m", "user_id": "u"}
+    captured, placed = "ledger.account:Account.HoldCaptured", "ledger.account:Account.HoldPlaced"
+    rows = [
+        (1, account, 2, placed, json.dumps(hold_v1).encode()),
+        (2, account, 3, captured, json.dumps(capture_v2).encode()),
+        (3, account, 4, placed, json.dumps(hold_v2).encode()),
+        (4, account, 5, captured, json.dumps(capture_v3).encode()),
+    ]
+    decoded = entries_of_rows(new_mapper(), rows)
+    assert decoded == decode_entries(new_mapper(), rows)
+    old_hold, old_capture, hold, capture = (entry for _, entry in decoded)
+    assert (old_hold.user_id, old_capture.user_id, old_capture.metadata) == (None, None, None)
+    assert (hold.resource, hold.user_id) == ("m", "u")
+    assert (capture.resource, capture.user_id, capture.metadata) == ("m", "u", {"job": 1})

@@ -72,6 +72,8 @@ def test_a_low_balance_is_signalled_once_when_available_crosses_below_the_thresh
         expires_at=datetime.now(UTC),
         metadata={},
         reservations=[],
+        resource=None,
+        user_id=None,
     )
     assert crossed_below(hold, 100)  # available 150 -> 90
 

@@ -86,6 +86,8 @@ def every_kind_of_event() -> list[Any]:
     )
     key = ledger.run(c.CreateApiKey(tenant_id=T, scopes=["credits:consume"], expires_at=soon))
     ledger.run(c.RevokeApiKey(tenant_id=T, key_id=key.value.key_id))  # type: ignore[attr-defined]
+    spare = ledger.run(c.CreateApiKey(tenant_id=T, scopes=["reports:read"], name="spare"))
+    ledger.run(c.RotateApiKey(tenant_id=T, key_id=spare.value.key_id, grace_s=60))  # type: ignore[attr-defined]
     ledger.run(c.OpenAccount(tenant_id=T, account_id=A, metadata=metadata))
     ledger.run(
         c.GrantCredits(
@@ -139,9 +141,17 @@ def every_kind_of_event() -> list[Any]:
     ledger.run(
         c.RefundConsumption(tenant_id=T, account_id=A, consumption_id=consumption_id, reason="x")
     )
-    held = ledger.run(c.PlaceHold(tenant_id=T, account_id=A, amount=7, operation="op"))
+    held = ledger.run(
+        c.PlaceHold(
+            tenant_id=T, account_id=A, amount=7, operation="op", user_id="ü", metadata=metadata
+        )
+    )
     hold_id = held.value.hold_id  # type: ignore[attr-defined]
-    ledger.run(c.CaptureHold(tenant_id=T, account_id=A, hold_id=hold_id, amount=3))
+    ledger.run(
+        c.CaptureHold(
+            tenant_id=T, account_id=A, hold_id=hold_id, amount=3, resource="r", metadata={"n": 1}
+        )
+    )
     held = ledger.run(c.PlaceHold(tenant_id=T, account_id=A, amount=2, operation="op"))
     ledger.run(c.ReleaseHold(tenant_id=T, account_id=A, hold_id=held.value.hold_id))  # type: ignore[attr-defined]
     ledger.run(c.AdjustBalance(tenant_id=T, account_id=A, amount=-5, reason="fix"))

@@ -58,7 +58,7 @@ ONE_OF_EACH: list[c.Envelope[c.Command]] = [
     ),
     c.RefundConsumption(tenant_id=T, account_id=A, consumption_id=f"{'a' * 32}.7", reason="r"),
     c.PlaceHold(tenant_id=T, account_id=A, amount=3, operation="OP", expires_in_s=60),
-    c.CaptureHold(tenant_id=T, account_id=A, hold_id="h", amount=2),
+    c.CaptureHold(tenant_id=T, account_id=A, hold_id="h", amount=2, user_id="u", metadata=METADATA),
     c.ReleaseHold(tenant_id=T, account_id=A, hold_id="h"),
     c.AdjustBalance(tenant_id=T, account_id=A, amount=-4, reason="r"),
     c.ExpireCredits(tenant_id=T, account_id=A),
@@ -90,6 +90,7 @@ ONE_OF_EACH: list[c.Envelope[c.Command]] = [
     c.GetTenantTopUp(tenant_id=T),
     c.RequestTopUp(tenant_id=T, account_id=A, position=42, idempotency_key="topup:42"),
     c.RetryTopUp(tenant_id=T, account_id=A, topup_id="tu_1", attempt=2),
+    c.RotateApiKey(tenant_id=T, key_id="key_1", grace_s=0, idempotency_key="rot-1"),
 ]
 
 
