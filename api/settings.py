@@ -58,6 +58,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # Signs stream tokens and the console's CSRF tokens (issue 17); the same on every replica.
     # None: `make run` generates one into data_dir; create_app alone makes one per process.
     signing_secret: str | None = None
+    # Money in and news out (issue 16). The Fernet key(s) sealing webhook secrets (None:
+    # `ledger serve` generates one into data_dir/secret_key; without one the webhook routes
+    # answer 503 and no deliverer runs).
+    secret_key: str | None = None
+    run_webhooks: bool = True  # deliver outbound webhooks from this process (`ledger webhooks`)
+    webhooks_allow_http: bool = False  # endpoints may be http:// (else https:// only)
+    webhooks_allow_private: bool = False  # endpoints may resolve to private/loopback addresses
+    run_topups: bool = True  # watch for auto top-up crossings from this process (`ledger topups`)
 
 
 BACKGROUND_MODES = ("process", "inline")
@@ -136,7 +144,18 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
         nats_duplicate_window_s=duplicate_window_s(get("NATS_DUPLICATE_WINDOW_S")),
         nats_stream_replicas=stream_replicas(get("NATS_STREAM_REPLICAS")),
         signing_secret=get("SIGNING_SECRET"),
+        secret_key=get("SECRET_KEY"),
+        run_webhooks=_flag(get("RUN_WEBHOOKS"), default=True),
+        webhooks_allow_http=_flag(get("WEBHOOKS_ALLOW_HTTP"), default=False),
+        webhooks_allow_private=_flag(get("WEBHOOKS_ALLOW_PRIVATE"), default=False),
+        run_topups=_flag(get("RUN_TOPUPS"), default=True),
     )
+
+
+def _flag(value: str | None, *, default: bool) -> bool:
+    if value is None:
+        return default
+    return value.lower() in ("1", "yes", "true", "on")
 
 
 def _encode_path(value: Any) -> Any:

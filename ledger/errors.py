@@ -95,6 +95,28 @@ class AtomicBatchFailedError(ConflictError):
         self.cause = cause
 
 
+class PaymentNotFoundError(NotFoundError):
+    """A reversal names a payment_ref no purchase of this account was credited with."""
+
+
+class QuoteNotFoundError(NotFoundError):
+    pass
+
+
+class QuoteExpiredError(LedgerError):
+    code = "quote_expired"
+
+
+class QuoteUsedError(LedgerError):
+    code = "quote_used"
+
+
+class QuoteMismatchError(LedgerError):
+    """A purchase names a quote for another price or another account."""
+
+    code = "quote_mismatch"
+
+
 class IdempotencyKeyReusedError(LedgerError):
     code = "idempotency_key_reused"
 

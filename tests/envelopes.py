@@ -17,15 +17,21 @@ import msgspec
 from ledger.accounts import commands as accounts
 from ledger.accounts.commands import Price
 from ledger.commands import Command, Envelope, fingerprint, validate
+from ledger.payments import commands as payments
+from ledger.pricing import commands as pricing
+from ledger.pricing.rules import PriceRule, Tier
 from ledger.tenants import commands as tenants
 from ledger.tenants.settings import TenantSettings, TenantSettingsPatch
+from ledger.topups import commands as topups
 
 __all__ = [
     "Command",
     "Envelope",
     "Price",
+    "PriceRule",
     "TenantSettings",
     "TenantSettingsPatch",
+    "Tier",
     "check",
     "fingerprint",
 ]
@@ -68,6 +74,18 @@ RotateApiKey = _in_tenant(tenants.RotateApiKey)
 GetTenant = _in_tenant(tenants.GetTenant)
 DisableTenant = _in_tenant(tenants.DisableTenant)
 EnableTenant = _in_tenant(tenants.EnableTenant)
+ReverseCredits = _in_tenant(accounts.ReverseCredits)
+PublishPriceBook = _in_tenant(pricing.PublishPriceBook)
+GetPriceBook = _in_tenant(pricing.GetPriceBook)
+GetPriceBookHistory = _in_tenant(pricing.GetPriceBookHistory)
+CreateQuote = _in_tenant(pricing.CreateQuote)
+GetPayment = _in_tenant(payments.GetPayment)
+SetAccountTopUp = _in_tenant(topups.SetAccountTopUp)
+SetTenantTopUp = _in_tenant(topups.SetTenantTopUp)
+GetAccountTopUp = _in_tenant(topups.GetAccountTopUp)
+GetTenantTopUp = _in_tenant(topups.GetTenantTopUp)
+RequestTopUp = _in_tenant(topups.RequestTopUp)
+RetryTopUp = _in_tenant(topups.RetryTopUp)
 
 check = validate
 

@@ -16,9 +16,17 @@ from api.http.command_routes import command_routes
 from api.http.dependencies import DEPENDENCIES
 from api.http.metrics import Metrics
 from api.http.middleware import request_context
+from api.http.payments import (
+    PaymentInboxController,
+    StripeWebhookController,
+    WebhookSecretController,
+)
+from api.http.pricing import OperatorPriceBookController, PriceBookController
 from api.http.problems import EXCEPTION_HANDLERS
 from api.http.reports import ReportController
 from api.http.tenants import OwnApiKeyController, TenantController
+from api.http.topups import TopUpController
+from api.http.webhooks import WebhookEndpointController
 from api.roles.runtime import Runtime
 from api.settings import Settings
 from ledger.areas import REGISTRY
@@ -51,9 +59,16 @@ def create_app(settings: Settings) -> Litestar:
             TenantController,
             OwnApiKeyController,
             AccountController,
+            PriceBookController,
+            OperatorPriceBookController,
+            TopUpController,
             *command_routes(REGISTRY),
             batch.run_batch,
             ReportController,
+            StripeWebhookController,
+            WebhookSecretController,
+            PaymentInboxController,
+            WebhookEndpointController,
             *streams.ROUTES,
             stream_access.create_stream_token,
             *health.ROUTES,

@@ -39,6 +39,10 @@ TITLES = {
     "unavailable": "Service unavailable",
     "method_not_allowed": "Method not allowed",
     "internal_error": "Internal error",
+    "quote_expired": "The quote has expired",
+    "quote_used": "The quote was redeemed by another purchase",
+    "quote_mismatch": "The purchase does not match the quote",
+    "invalid_signature": "The webhook signature does not verify",
 }
 
 STATUS_OF_CODE = {
@@ -55,6 +59,10 @@ STATUS_OF_CODE = {
     "rate_limited": 429,
     "unavailable": 503,
     "internal_error": 500,
+    "quote_expired": 409,
+    "quote_used": 409,
+    "quote_mismatch": 409,
+    "invalid_signature": 400,
 }
 
 

@@ -13,7 +13,9 @@ from eventsourcing.persistence import Mapper
 from api.http.auth import Authenticator
 from api.http.key_usage import KeyUsage
 from api.http.metrics import Metrics
+from api.http.payment_store import PaymentStore
 from api.http.stream_tokens import StreamTokens
+from api.http.webhook_endpoints import WebhookEndpoints
 from api.settings import Settings
 from ledger.store.application import Ledger
 from ledger.writer.submitting import Submitting
@@ -31,6 +33,8 @@ class Services:
     mapper: Mapper[UUID]
     read_models: ReadModels | None = None  # None until the asyncpg pool is up
     nats: Any = None  # a nats-py client when LEDGER_NATS_URL (or the embedded NATS) is set
+    payments: PaymentStore | None = None  # webhook secrets and the payment inbox (issue 16)
+    webhooks: WebhookEndpoints | None = None  # outbound webhook endpoints (issue 16)
     stream_tokens: StreamTokens = field(init=False)  # signed with settings.signing_secret
 
     def __post_init__(self) -> None:

@@ -21,6 +21,8 @@ from api.roles.rebuild import run_rebuild
 from api.roles.relay import run_relay
 from api.roles.replay import run_replay, run_verify
 from api.roles.serve import serve
+from api.roles.topups import run_topups
+from api.roles.webhooks import run_webhooks
 from api.settings import Settings, settings_from_env
 
 # The sub-commands that run on an event loop with nothing but the settings.
@@ -29,6 +31,8 @@ RUN_ON_EVENT_LOOP: dict[str, Callable[[Settings], Coroutine[Any, Any, None]]] = 
     "project": run_project,
     "relay": run_relay,
     "rebuild": run_rebuild,
+    "webhooks": run_webhooks,
+    "topups": run_topups,
 }
 
 
@@ -52,6 +56,8 @@ def parser() -> argparse.ArgumentParser:
     command("project", "run the read-model follower alone (standby if one is active)")
     command("rebuild", "drop the read models and rebuild them from position 0")
     command("relay", "run the NATS relay alone (standby if one is active)")
+    command("webhooks", "run the outbound webhook deliverer alone (standby if one is active)")
+    command("topups", "run the auto top-up watcher alone, with a writer (standby if one is active)")
     replay = command("replay", "write a tenant's history as NDJSON, from the event store")
     replay.add_argument("--tenant", required=True)
     replay.add_argument("--out", required=True, type=Path)

@@ -21,14 +21,20 @@ import structlog
 from api.http.auth import Authenticator
 from api.http.key_usage import KeyUsage
 from api.http.metrics import Metrics
+from api.http.payment_store import PaymentStore
 from api.http.ratelimit import RateLimiter
 from api.http.services import Services
+from api.http.webhook_endpoints import WebhookEndpoints
 from api.roles.supervisor import CommandRole, Supervisor
+from api.roles.topups import TopUpWatcher
 from api.roles.writer_process import WriterProcess
 from api.settings import Settings, nats_servers
 from events.jetstream import StreamConfig
 from events.relay import Relay
+from events.webhooks.deliverer import Deliverer
+from events.webhooks.http_client import Rules
 from ledger.store.application import Ledger
+from ledger.store.sealed import SecretBox
 from ledger.store.transcoder import new_mapper
 from ledger.writer.submitting import Submitting
 from ledger.writer.writer import Writer
@@ -208,6 +214,7 @@ class Runtime:
         async with pool.acquire() as conn:
             await follower.create_tables(conn)
         services.read_models = ReadModels(pool, settings.schema)
+        await runtime.start_money(settings)
         if settings.run_follower:
             runtime.tasks.append(asyncio.create_task(follower.run(runtime.stop_background)))
         if settings.nats_url:
@@ -218,6 +225,32 @@ class Runtime:
             runtime.nats_task = asyncio.create_task(connect_nats(services, settings.nats_url))
         log.info("service_started", schema=settings.schema)
         return runtime
+
+    async def start_money(self, settings: Settings) -> None:
+        """Issue 16's parts: the payment store, the webhook endpoints and, when this process
+        runs it, the deliverer (which needs LEDGER_SECRET_KEY to read endpoint secrets)."""
+        services = self.services
+        assert settings.database_url
+        box = SecretBox(settings.secret_key) if settings.secret_key else None
+        services.payments = PaymentStore(self.pool, settings.schema, box)
+        await services.payments.create_tables()
+        rules = Rules(
+            allow_http=settings.webhooks_allow_http, allow_private=settings.webhooks_allow_private
+        )
+        services.webhooks = WebhookEndpoints(self.pool, settings.schema, box, rules)
+        await services.webhooks.create_tables()
+        if settings.run_webhooks and box is not None:
+            deliverer = Deliverer(
+                settings.database_url, settings.schema, services.mapper, box, rules
+            )
+            services.metrics.gauge("ledger_webhooks_position", lambda: deliverer.position)
+            self.tasks.append(asyncio.create_task(deliverer.run(self.stop_background)))
+        if settings.run_topups:
+            watcher = TopUpWatcher(
+                settings.database_url, settings.schema, services.mapper, services.writer.submit
+            )
+            services.metrics.gauge("ledger_topups_position", lambda: watcher.position)
+            self.tasks.append(asyncio.create_task(watcher.run(self.stop_background)))
 
     async def stop(self) -> None:
         services = self.services

@@ -17,6 +17,7 @@ from api.roles.database import ensure_schema
 from api.roles.embedded import database_url, nats_url
 from api.roles.garbage_collector import tune_collector
 from api.settings import Settings
+from ledger.store.sealed import new_secret_key
 
 # Seconds uvicorn gives in-flight requests to finish on shutdown (the writer drains after).
 GRACEFUL_SHUTDOWN_S = 30
@@ -51,6 +52,22 @@ def signing_secret(settings: Settings) -> str:
     return secret
 
 
+def secret_key(settings: Settings) -> str:
+    """LEDGER_SECRET_KEY, else a Fernet key generated once and kept in the data directory
+    (mode 0600), like the admin key: webhook secrets sealed with it stay readable across
+    restarts."""
+    if settings.secret_key:
+        return settings.secret_key
+    path = settings.data_dir / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    key = new_secret_key()
+    path.touch(mode=0o600)
+    path.write_text(key + "\n")
+    return key
+
+
 def resolve_settings(settings: Settings) -> Settings:
     """What serve runs with: its servers' URLs (embedded ones started), its admin key and,
     with LEDGER_BACKGROUND=process, its roles as children of the app's supervisor."""
@@ -62,16 +79,28 @@ def resolve_settings(settings: Settings) -> Settings:
         nats_url=nats_url(settings),
         admin_key=admin_key(settings),
         signing_secret=signing_secret(settings),
+        secret_key=secret_key(settings),
     )
     if settings.background != "process":
         return resolved
     child_roles = tuple(
         role
-        for role, on in (("project", settings.run_follower), ("relay", settings.run_relay))
+        for role, on in (
+            ("project", settings.run_follower),
+            ("relay", settings.run_relay),
+            ("webhooks", settings.run_webhooks),
+            ("topups", settings.run_topups),
+        )
         if on
     )
     return msgspec.structs.replace(
-        resolved, writer_process=True, child_roles=child_roles, run_follower=False, run_relay=False
+        resolved,
+        writer_process=True,
+        child_roles=child_roles,
+        run_follower=False,
+        run_relay=False,
+        run_webhooks=False,
+        run_topups=False,
     )
 
 

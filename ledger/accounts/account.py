@@ -67,6 +67,8 @@ class Account(AccountState, Aggregate):
     HoldExpired = events.HoldExpired
     LotExpired = events.LotExpired
     BalanceAdjusted = events.BalanceAdjusted
+    CreditsReversed = events.CreditsReversed
+    TopUpRequested = events.TopUpRequested
 
     # ---------------------------------------------------------------- state
 
@@ -344,6 +346,40 @@ class Account(AccountState, Aggregate):
             lot_id=new_lot_id,
             debt_repaid=debt_repaid,
             draws=draws,
+        )
+
+    def reverse(
+        self, *, payment_ref: str, lot_id: str, amount: int, reason: str, policy: str
+    ) -> None:
+        """Takes back `amount` of a purchase: first what its lot still has unheld; the rest,
+        under the policy "debt", from the account's other unheld credits in burn-down order and
+        then as debt (past the overdraft limit if it must: the customer was never paid for),
+        under "remaining" not at all (written off)."""
+        lot = self.lots.get(lot_id)
+        from_lot = min(amount, lot.available) if lot is not None else 0
+        draws = [Draw(lot_id=lot_id, amount=from_lot)] if from_lot else []
+        rest = amount - from_lot
+        written_off = 0
+        if rest and policy == "debt":
+            others = {key: value for key, value in self.lots.items() if key != lot_id}
+            draws.extend(plan_draws(others, rest))
+        else:
+            written_off = rest
+        taken = amount - written_off
+        self._trigger(
+            self.CreditsReversed,
+            **self._common(-taken),
+            payment_ref=payment_ref,
+            reason=reason,
+            lot_id=lot_id,
+            draws=draws,
+            written_off=written_off,
+        )
+
+    def request_topup(self, *, metadata: dict[str, Any]) -> None:
+        """Says an auto top-up is wanted (ledger/topups/ decides when): no credits move."""
+        self._trigger(
+            self.TopUpRequested, **self._common(0), reason="auto_topup", metadata=metadata
         )
 
     def expire_due(self, now: datetime) -> list[str]:

@@ -350,3 +350,33 @@ class BalanceAdjusted(AccountEvent):
         else:
             account.take_draws(self.draws)
         account.totals["adjusted"] += self.amount
+
+
+class CreditsReversed(AccountEvent):
+    """A purchase taken back (its payment refunded or disputed): `draws` takes what is left
+    of its lot and, under the tenant's `reversal_policy` "debt", the rest from the account's
+    other credits and below zero as debt; `written_off` is what the policy "remaining" left
+    with the customer. Totals do not change: the `reverse` entries are the record of it."""
+
+    payment_ref: str
+    reason: str
+    lot_id: str  # the purchase's lot
+    draws: list[Draw]
+    written_off: int
+    entry_type: ClassVar[str] = "reverse"
+
+    def apply_to(self, account: AccountState) -> None:
+        account.take_draws(self.draws)
+
+
+class TopUpRequested(AccountEvent):
+    """An auto top-up asked for (ledger/topups/): `amount` 0; `metadata` carries the
+    `topup_id` (the idempotency key the payment side must reuse), the credits to buy and the
+    attempt. Changes nothing but says so, on every channel an entry reaches."""
+
+    reason: str
+    metadata: dict[str, Any]
+    entry_type: ClassVar[str] = "topup_requested"
+
+    def apply_to(self, account: AccountState) -> None:
+        pass

@@ -77,7 +77,7 @@ AREA = Area(
                 "POST",
                 ACCOUNT + "/purchases",
                 "Credit a purchase; a repeated payment_ref is never credited twice",
-                errors=COMMAND_ERRORS,
+                errors=(*COMMAND_ERRORS, "quote_expired", "quote_used", "quote_mismatch"),
             ),
         ),
         CommandSpec(
@@ -159,6 +159,19 @@ AREA = Area(
                 ACCOUNT + "/adjustments",
                 "Correct a balance (signed; may not go below -overdraft)",
                 errors=(*COMMAND_ERRORS, "insufficient_credits"),
+            ),
+        ),
+        CommandSpec(
+            c.ReverseCredits,
+            h.reverse_credits,
+            Entry,
+            scope=ACCOUNTS_WRITE,
+            result_keys=_payment,
+            route=Route(
+                "POST",
+                ACCOUNT + "/reversals",
+                "Take back a purchase whose payment was refunded or disputed",
+                errors=COMMAND_ERRORS,
             ),
         ),
         CommandSpec(c.ExpireCredits, h.expire_credits, AccountView),

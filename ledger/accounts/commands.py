@@ -26,6 +26,9 @@ from ledger.errors import InvalidCommandError
 from ledger.fields import Amount, Metadata, OptionalText, PaymentRef, Priority, SignedAmount, Text
 from ledger.limits import AMOUNT_MAX, HOLD_EXPIRES_IN_S_DEFAULT, HOLD_EXPIRES_IN_S_MAX
 
+# A quote id is "q_" and 32 hex digits; the bound leaves room and no more.
+QUOTE_ID_LENGTH_MAX = 64
+
 
 class Price(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     amount: Annotated[str, Meta(description='A decimal string, "9.99"')]
@@ -77,6 +80,9 @@ class PurchaseCredits(AccountCommand, tag="purchase", frozen=True, kw_only=True)
     amount: Amount | None = None
     expires_at: datetime | None = None
     metadata: Metadata = {}
+    quote_id: Annotated[
+        str, Meta(max_length=QUOTE_ID_LENGTH_MAX, description="A quote from POST /v1/quotes")
+    ] = ""
 
     fingerprint_fields: ClassVar[frozenset[str]] = frozenset(
         {"account_id", "price", "payment_ref", "amount", "expires_at", "metadata"}
@@ -84,11 +90,46 @@ class PurchaseCredits(AccountCommand, tag="purchase", frozen=True, kw_only=True)
 
     def check(self, now: datetime) -> None:
         check_optional_amount(self.amount)
+        if len(self.quote_id) > QUOTE_ID_LENGTH_MAX or not self.quote_id.isprintable():
+            raise InvalidCommandError(f"quote_id must be at most {QUOTE_ID_LENGTH_MAX} characters")
         parse_decimal(self.price.amount, "price.amount")
         check_currency(self.price.currency)
         check_payment_ref(self.payment_ref)
         check_expires_at(self.expires_at, now, may_be_retry=True)  # by its payment_ref
         check_metadata(self.metadata)
+
+
+class ReverseCredits(AccountCommand, tag="reverse", frozen=True, kw_only=True):
+    """Takes back a purchase whose payment was refunded or disputed: what is left of its lot,
+    and for what was spent the tenant's `reversal_policy`."""
+
+    payment_ref: PaymentRef
+    reason: Text
+    amount: Amount | None = None
+    share: Annotated[
+        str | None,
+        Meta(
+            description=(
+                "Instead of amount: the share of the payment refunded in all, a decimal string "
+                "in (0, 1]; the credits taken back are brought to that share of the purchase"
+            )
+        ),
+    ] = None
+
+    fingerprint_fields: ClassVar[frozenset[str]] = frozenset(
+        {"account_id", "payment_ref", "reason", "amount", "share"}
+    )
+
+    def check(self, now: datetime) -> None:
+        check_payment_ref(self.payment_ref)
+        check_text(self.reason, "reason")
+        check_optional_amount(self.amount)
+        if self.share is not None:
+            if self.amount is not None:
+                raise InvalidCommandError("give amount or share, not both")
+            share = parse_decimal(self.share, "share")
+            if not 0 < share <= 1:
+                raise InvalidCommandError("share must be above 0 and at most 1")
 
 
 class ConsumeCredits(AccountCommand, tag="consume", frozen=True, kw_only=True):

@@ -9,7 +9,7 @@ rolls the batch back if a handler ever breaks the rule.
 from __future__ import annotations
 
 from datetime import timedelta
-from decimal import ROUND_FLOOR, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from uuid import UUID
 
 import msgspec
@@ -28,10 +28,12 @@ from ledger.accounts.commands import (
     PurchaseCredits,
     RefundConsumption,
     ReleaseHold,
+    ReverseCredits,
 )
 from ledger.accounts.consumptions import Consumption
 from ledger.accounts.holds import HoldRecord
 from ledger.accounts.lots import OVERDRAFT_TERMS, ReturnableDraw
+from ledger.accounts.reversals import PaymentReversal
 from ledger.accounts.views import Entry, account_view, entry_from_event, hold_view
 from ledger.checks import check_still_ahead
 from ledger.commands import AccountCommand, Envelope
@@ -42,6 +44,7 @@ from ledger.errors import (
     HoldNotFoundError,
     InvalidCommandError,
     PaymentAlreadyCreditedError,
+    PaymentNotFoundError,
     RefundExceedsRefundableError,
     TenantNotFoundError,
 )
@@ -54,7 +57,9 @@ from ledger.ids import (
 )
 from ledger.limits import AMOUNT_MAX, PRIORITY_DEFAULT
 from ledger.outcome import Outcome
+from ledger.pricing import handlers as pricing
 from ledger.tenants.settings import TenantSettings
+from ledger.topups import handlers as topups
 from ledger.unit_of_work import UnitOfWork
 
 
@@ -189,8 +194,13 @@ def purchase_amount(command: PurchaseCredits, settings: TenantSettings) -> int:
 
 
 def purchase_credits(envelope: Envelope[PurchaseCredits], session: UnitOfWork) -> Outcome:
+    """Credits by the purchase's quote, else its `amount`, else the price book's rule in
+    effect for its currency, else the tenant's purchase_rates (docs/adr/0008)."""
     command = envelope.command
-    amount = purchase_amount(command, _settings(session, envelope.tenant_id))
+    settings = _settings(session, envelope.tenant_id)
+    if not command.quote_id and command.amount is None:
+        priced = pricing.priced_credits(envelope, session)
+        amount = priced if priced is not None else purchase_amount(command, settings)
     paid = session.result(aggregate_id(envelope.tenant_id, "payment", command.payment_ref))
     if paid is not None:
         outcome = session.replay(paid)
@@ -200,6 +210,11 @@ def purchase_credits(envelope: Envelope[PurchaseCredits], session: UnitOfWork) -
                 f"payment_ref {command.payment_ref!r} was credited to another account"
             )
         return outcome
+    quote = None
+    if command.quote_id:
+        amount, quote = pricing.quoted_credits(envelope, session)
+    elif command.amount is not None:
+        amount = command.amount
     check_still_ahead(command.expires_at, session.now)
     account = _swept_account(envelope, session)
     account.purchase(
@@ -213,7 +228,60 @@ def purchase_credits(envelope: Envelope[PurchaseCredits], session: UnitOfWork) -
     )
     outcome = _entry_outcome(account)
     session.remember("payment", command.payment_ref, envelope, outcome)
+    if quote is not None:
+        quote.redeem(payment_ref=command.payment_ref, account_id=command.account_id)
+        session.add(quote)
+    topups.close_open_topup(session, envelope.tenant_id, command.account_id, command.payment_ref)
     return outcome
+
+
+def reverse_credits(envelope: Envelope[ReverseCredits], session: UnitOfWork) -> Outcome:
+    """Takes back (part of) a purchase, never more than it credited in all."""
+    command = envelope.command
+    settings = _settings(session, envelope.tenant_id)
+    paid = session.result(aggregate_id(envelope.tenant_id, "payment", command.payment_ref))
+    purchase = None if paid is None else session.replay(paid).value
+    if not isinstance(purchase, Entry) or purchase.account_id != command.account_id:
+        raise PaymentNotFoundError(
+            f"no purchase of account {command.account_id} has payment_ref {command.payment_ref!r}"
+        )
+    account = _swept_account(envelope, session)
+    record_id = aggregate_id(envelope.tenant_id, "reversal", command.payment_ref)
+    record = session.get(PaymentReversal, record_id)
+    if record is None:
+        assert purchase.lot_id is not None
+        record = PaymentReversal._create(
+            PaymentReversal.Created,
+            id=record_id,
+            tenant_id=envelope.tenant_id,
+            account_id=command.account_id,
+            payment_ref=command.payment_ref,
+            lot_id=purchase.lot_id,
+            purchased=purchase.amount,
+        )
+    if command.share is not None:
+        target = (Decimal(command.share) * record.purchased).to_integral_value(ROUND_CEILING)
+        amount = int(target) - record.reversed
+    else:
+        amount = record.left if command.amount is None else command.amount
+    if amount <= 0 or record.left == 0:
+        raise RefundExceedsRefundableError(
+            f"payment_ref {command.payment_ref!r} has nothing more to reverse"
+        )
+    if amount > record.left:
+        raise RefundExceedsRefundableError(
+            f"reversal of {amount} exceeds the {record.left} of the purchase not yet reversed"
+        )
+    account.reverse(
+        payment_ref=command.payment_ref,
+        lot_id=record.lot_id,
+        amount=amount,
+        reason=command.reason,
+        policy=settings.reversal,
+    )
+    record.record(amount)
+    session.add(record)
+    return _entry_outcome(account)
 
 
 def consume_credits(envelope: Envelope[ConsumeCredits], session: UnitOfWork) -> Outcome:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import msgspec
 
 from ledger.checks import check_currency, parse_decimal
 from ledger.errors import InvalidCommandError
 from ledger.limits import AMOUNT_MAX, EXPIRY_HORIZON_MAX, OVERDRAFT_LIMIT_MAX, PURCHASE_RATES_MAX
+
+ReversalPolicy = Literal["debt", "remaining"]
 
 
 class TenantSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -15,9 +19,17 @@ class TenantSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     overdraft_limit: int = 0
     low_balance_threshold: int | None = None
     purchase_rates: dict[str, str] = {}  # credits per one unit of each currency, decimal strings
+    # What a reversed purchase takes back of what was already spent (docs/adr/0008): "debt"
+    # (all of it: other credits, then below zero), "remaining" (only what its lot has left).
+    # UNSET (left out of the stored and answered settings, as before it existed) is "debt".
+    reversal_policy: ReversalPolicy | msgspec.UnsetType = msgspec.UNSET
 
     def check(self) -> None:
         check_settings(self)
+
+    @property
+    def reversal(self) -> str:
+        return "debt" if self.reversal_policy is msgspec.UNSET else self.reversal_policy
 
 
 class TenantSettingsPatch(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -28,6 +40,7 @@ class TenantSettingsPatch(msgspec.Struct, frozen=True, kw_only=True, forbid_unkn
     overdraft_limit: int | msgspec.UnsetType = msgspec.UNSET
     low_balance_threshold: int | msgspec.UnsetType | None = msgspec.UNSET
     purchase_rates: dict[str, str] | msgspec.UnsetType = msgspec.UNSET
+    reversal_policy: ReversalPolicy | msgspec.UnsetType = msgspec.UNSET
 
     def check(self) -> None:
         check_settings(self)

@@ -127,6 +127,11 @@ async def eventually(predicate: Callable[[], Any], timeout_s: float, what: str) 
         await asyncio.sleep(POLL_S)
 
 
+# Issue 16 added the webhook deliverer and the auto top-up watcher to serve's children.
+MONEY_ROLES = ("project", "relay", "webhooks", "topups")
+ALL_CHILDREN = ["project", "relay", "topups", "webhooks", "write"]
+
+
 @pytest.fixture
 async def serve(
     database_url: str, schema: str, nats_url: str, stream_name: str
@@ -270,11 +275,18 @@ async def nats_entry(nats_url: str, stream_name: str, subject: str) -> Any:
 async def test_serve_starts_one_project_child_and_one_relay_child_and_a_consume_reaches_the_read_model_and_nats(
     serve: Serve, nats_url: str, stream_name: str
 ) -> None:
-    await eventually(lambda: serve.started("project") and serve.started("relay"), 5, "roles")
+    await eventually(lambda: all(serve.started(role) for role in MONEY_ROLES), 5, "roles")
     project, relay = serve.started("project"), serve.started("relay")
     assert len(project) == 1 and len(relay) == 1
     [writer] = serve.writer_pids()
-    assert serve.children() == {project[0]: "project", relay[0]: "relay", writer: "write"}
+    [webhooks], [topups] = serve.started("webhooks"), serve.started("topups")
+    assert serve.children() == {
+        project[0]: "project",
+        relay[0]: "relay",
+        writer: "write",
+        webhooks: "webhooks",
+        topups: "topups",
+    }
 
     async with httpx.AsyncClient(base_url=serve.url, timeout=10) as client:
         tenant_id, headers = await funded_account(client, grant=100)
@@ -296,7 +308,7 @@ async def test_serve_hands_each_child_its_settings_on_a_pipe_never_on_the_comman
     serve: Serve, database_url: str
 ) -> None:
     children = await eventually(
-        lambda: len(serve.children()) == 3 and serve.children(), CHILD_TIMEOUT_S, "three children"
+        lambda: len(serve.children()) == 5 and serve.children(), CHILD_TIMEOUT_S, "five children"
     )
     serve_stdin = os.readlink(f"/proc/{serve.process.pid}/fd/0")
     for pid in children:
@@ -326,17 +338,16 @@ async def test_a_killed_project_child_is_started_again_and_later_consumes_reach_
         )
         assert started[0] != killed and not _alive(killed)
         roles = await eventually(
-            lambda: (
-                sorted(serve.children().values()) == ["project", "relay", "write"]
-                and serve.children()
-            ),
+            lambda: sorted(serve.children().values()) == ALL_CHILDREN and serve.children(),
             CHILD_TIMEOUT_S,
-            "one project, one relay and one writer child",
+            "one project, relay, webhooks, topups and writer child",
         )
         assert roles == {
             started[0]: "project",
             serve.started("relay")[0]: "relay",
             serve.writer_pids()[0]: "write",
+            serve.started("webhooks")[0]: "webhooks",
+            serve.started("topups")[0]: "topups",
         }
 
         for amount in (2, 3):
@@ -347,9 +358,9 @@ async def test_a_killed_project_child_is_started_again_and_later_consumes_reach_
 
 
 async def test_sigterm_to_serve_stops_its_children_and_serve_exits_0(serve: Serve) -> None:
-    await eventually(lambda: len(serve.children()) == 3, CHILD_TIMEOUT_S, "all three children")
+    await eventually(lambda: len(serve.children()) == 5, CHILD_TIMEOUT_S, "all five children")
     children = serve.children()
-    assert sorted(children.values()) == ["project", "relay", "write"]
+    assert sorted(children.values()) == ALL_CHILDREN
 
     serve.process.send_signal(signal.SIGTERM)
     try:

@@ -23,10 +23,12 @@ from eventsourcing.persistence import (
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledger.accounts import account, consumptions, holds
+from ledger.accounts import account, consumptions, holds, reversals
 from ledger.ids import account_aggregate_id, tenant_aggregate_id
+from ledger.pricing import price_book, quotes
 from ledger.store.transcoder import new_mapper
 from ledger.tenants import api_keys, tenant
+from ledger.topups import policy, record
 from tests import envelopes as c
 from tests.unit.fakes import START, InMemoryLedger
 
@@ -52,6 +54,11 @@ def event_classes() -> set[type]:
         holds.HoldRecord,
         tenant.Tenant,
         api_keys.ApiKeyIndex,
+        reversals.PaymentReversal,
+        price_book.PriceBook,
+        quotes.Quote,
+        policy.TopUpPolicy,
+        record.TopUpRecord,
     ):
         classes = [
             value
@@ -95,6 +102,36 @@ def every_kind_of_event() -> list[Any]:
             account_id=A,
             price=c.Price(amount="9.99", currency="EUR"),
             payment_ref="pay-1",
+        )
+    )
+    ledger.run(
+        c.PublishPriceBook(tenant_id=T, rules=[c.PriceRule(currency="USD", credits_per_unit="10")])
+    )
+    quote = ledger.run(c.CreateQuote(tenant_id=T, price=c.Price(amount="2", currency="USD")))
+    ledger.run(
+        c.PurchaseCredits(
+            tenant_id=T,
+            account_id=A,
+            price=c.Price(amount="2", currency="USD"),
+            payment_ref="pay-2",
+            quote_id=quote.value.quote_id,  # type: ignore[attr-defined]
+        )
+    )
+    ledger.run(c.ReverseCredits(tenant_id=T, account_id=A, payment_ref="pay-2", reason="refunded"))
+    ledger.run(c.SetTenantTopUp(tenant_id=T, below=10_000, amount=5))
+    ledger.run(c.SetTenantTopUp(tenant_id=T, below=10_000, amount=6, monthly_max=2))
+    asked = ledger.run(c.RequestTopUp(tenant_id=T, account_id=A, position=1)).value
+    for attempt in (2, 3, 4, 5):
+        ledger.run(
+            c.RetryTopUp(tenant_id=T, account_id=A, topup_id=asked.topup_id, attempt=attempt)
+        )  # type: ignore[attr-defined]
+    ledger.run(c.RequestTopUp(tenant_id=T, account_id=A, position=2))
+    ledger.run(
+        c.PurchaseCredits(
+            tenant_id=T,
+            account_id=A,
+            price=c.Price(amount="1", currency="EUR"),
+            payment_ref="pay-3",
         )
     )
     consumed = ledger.run(
