@@ -69,6 +69,7 @@ class BatchSession:
         # compared, so a check costs the command's size, not the batch's.
         self.command_seen: dict[UUID, int] = {}
         self.work_seen: dict[UUID, int] = {}
+        self._read_time: datetime | None = None
 
     def prefetch(self, envelopes: Iterable[Envelope[Any]]) -> None:
         """One query finds the batch's idempotency keys and payment refs that have answers, and
@@ -90,7 +91,7 @@ class BatchSession:
                     opening.add(created)
             if command.idempotency_key is not None:
                 candidates.add(
-                    ids.aggregate_id(envelope.tenant_id, "idempotency", command.idempotency_key)
+                    ids.aggregate_id(envelope.tenant_id, spec.key_space, command.idempotency_key)
                 )
             if spec.result_keys is not None:
                 candidates.update(spec.result_keys(envelope))
@@ -127,6 +128,13 @@ class BatchSession:
             return None
         events = list(self.ledger.events.get(account_uuid, gt=version - 1, lte=version))
         return events[0] if events else None
+
+    def read_time(self) -> datetime:
+        """The later of the batch's time and the database's clock, asked once per batch (only
+        a batch holding a read asks)."""
+        if self._read_time is None:
+            self._read_time = max(self.now, self.ledger.database_now())
+        return self._read_time
 
     def drop_work_results(self) -> None:
         """Forgets the results of the work that just failed: they are not saved."""
