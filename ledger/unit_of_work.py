@@ -37,11 +37,6 @@ class UnitOfWork(Protocol):
     def account_event(self, account_uuid: UUID, version: int) -> Any:
         """The account's stored event of that version, or None."""
 
-    def read_time(self) -> datetime:
-        """The time a read shows the ledger at: the later of the writer's clock and the
-        database's, so a replica whose clock is behind never shows what has expired as
-        still there (docs/adr/0007)."""
-
     def tenant(self, tenant_id: str) -> Tenant | None:
         """The tenant, re-read at least every TENANT_CACHE_TTL_S."""
 

@@ -290,7 +290,8 @@ async def mark_failed(
     `first_s` to `max_s`."""
     await conn.execute(
         f'UPDATE "{schema}".due_items d SET attempts = d.attempts + 1, '
-        f"retry_at = $5 + make_interval(secs => least($7, $6 * power(2, d.attempts))) "
+        f"retry_at = $5::timestamptz + "
+        f"make_interval(secs => least($7::float8, $6::float8 * power(2, d.attempts))) "
         f"FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[]) AS u(t, k, y, d) "
         f"WHERE d.tenant_id = u.t AND d.kind = u.k AND d.key = u.y AND d.due_at = u.d",
         *_item_columns(items),

@@ -154,12 +154,13 @@ class Follower:
             )
         if changes.usage:
             await conn.execute(
-                f"INSERT INTO {s}.rm_usage (tenant_id, day, operation, account_id, count, credits, refunded) "
-                f"SELECT * FROM unnest($1::text[], $2::date[], $3::text[], $4::text[], $5::bigint[], "
-                f"$6::bigint[], $7::bigint[]) "
+                f"INSERT INTO {s}.rm_usage (tenant_id, day, operation, account_id, count, credits, refunded, "
+                f"expired) SELECT * FROM unnest($1::text[], $2::date[], $3::text[], $4::text[], $5::bigint[], "
+                f"$6::bigint[], $7::bigint[], $8::bigint[]) "
                 f"ON CONFLICT (tenant_id, day, operation, account_id) DO UPDATE SET "
                 f"count = rm_usage.count + EXCLUDED.count, credits = rm_usage.credits + EXCLUDED.credits, "
-                f"refunded = rm_usage.refunded + EXCLUDED.refunded",
+                f"refunded = rm_usage.refunded + EXCLUDED.refunded, "
+                f"expired = rm_usage.expired + EXCLUDED.expired",
                 *columns_of(
                     ((*key, *totals) for key, totals in changes.usage.items()), len(USAGE_COLUMNS)
                 ),

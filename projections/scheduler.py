@@ -61,6 +61,8 @@ ADVISORY_LOCK_KEY = 0x6C656467_73636864
 SWEEP_BATCH_MAX = 1_000
 # The longest the sweep sleeps: it looks again at least this often, whatever it expects.
 SWEEP_POLL_MAX_S = 1.0
+# After marking items done, the sweep looks again this soon to purge them once projected.
+PURGE_AFTER_S = 0.05
 # A standby looks this often whether it has become the active one.
 STANDBY_POLL_S = 0.5
 # Back-off of an item whose command failed: doubling from the first to the last.
@@ -185,7 +187,9 @@ class Scheduler:
         items = await due_now(conn, schema, now, self.batch_size_max)
         if items:
             await self._send(conn, writer, items, now)
-            return 0.0 if len(items) == self.batch_size_max else await self._wait_s(conn)
+            if len(items) == self.batch_size_max:
+                return 0.0  # more may be due now
+            return min(PURGE_AFTER_S, await self._wait_s(conn))
         self.swept_at = now
         return await self._wait_s(conn)
 

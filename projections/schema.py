@@ -42,7 +42,16 @@ ACCOUNT_COLUMNS = (
     "created_at",
     "updated_at",
 )
-USAGE_COLUMNS = ("tenant_id", "day", "operation", "account_id", "count", "credits", "refunded")
+USAGE_COLUMNS = (
+    "tenant_id",
+    "day",
+    "operation",
+    "account_id",
+    "count",
+    "credits",
+    "refunded",
+    "expired",
+)
 
 
 async def create_read_models(
@@ -118,8 +127,12 @@ def table_statements(schema: str) -> list[str]:
             count bigint NOT NULL,
             credits bigint NOT NULL,
             refunded bigint NOT NULL,
+            expired bigint NOT NULL DEFAULT 0,
             PRIMARY KEY (tenant_id, day, operation, account_id)
         )""",
+        # Added with the scheduler (docs/adr/0007): read models made before count expiries
+        # from here on; `ledger rebuild` counts the earlier ones too.
+        f"ALTER TABLE {s}.rm_usage ADD COLUMN IF NOT EXISTS expired bigint NOT NULL DEFAULT 0",
     ]
 
 

@@ -370,7 +370,7 @@ def expire_due(envelope: Envelope[ExpireDue], session: UnitOfWork) -> Outcome:
 
 
 def get_account(envelope: Envelope[GetAccount], session: UnitOfWork) -> Outcome:
-    """The account as it stands at the read's time: what has expired by then is shown
+    """The account as it stands at the writer's time: what has expired by then is shown
     expired, though only the sweep (the scheduler's, or the next command's) records it."""
     account_id = envelope.command.account_id
     account_uuid = account_aggregate_id(envelope.tenant_id, account_id)
@@ -378,18 +378,18 @@ def get_account(envelope: Envelope[GetAccount], session: UnitOfWork) -> Outcome:
     if account is None:
         raise AccountNotFoundError(f"account {account_id} not found")
     return Outcome(
-        value=effective_account_view(account, session.read_time()),
+        value=effective_account_view(account, session.now),
         created=False,
         entry_ref=(account.id, account.version),
     )
 
 
 def get_hold(envelope: Envelope[GetHold], session: UnitOfWork) -> Outcome:
-    """The hold as it stands at the read's time: an active hold past its expiry is shown
+    """The hold as it stands at the writer's time: an active hold past its expiry is shown
     `expired` before the sweep records it."""
     command = envelope.command
     hold_uuid = aggregate_id(envelope.tenant_id, "hold", command.hold_id)
     record = session.get(HoldRecord, hold_uuid, fresh=True)
     if record is None or record.account_id != command.account_id:
         raise HoldNotFoundError(f"hold {command.hold_id} not found")
-    return Outcome(value=effective_hold_view(record, session.read_time()), created=False)
+    return Outcome(value=effective_hold_view(record, session.now), created=False)

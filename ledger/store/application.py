@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 from uuid import UUID
@@ -189,15 +188,6 @@ class Ledger(Application[UUID]):
             cursor.execute(sql, (originator_id, version))
             row = cursor.fetchone()
         return None if row is None else bytes(row["state"])
-
-    def database_now(self) -> datetime:
-        """The database server's clock: the one time every replica and the scheduler share."""
-        recorder: Any = self.recorder
-        with recorder.datastore.get_connection() as conn, conn.cursor() as cursor:
-            cursor.execute("SELECT clock_timestamp() AS now")
-            row = cursor.fetchone()
-        now: datetime = row["now"]
-        return now
 
     def max_position(self) -> int:
         return self.recorder.max_notification_id() or 0

@@ -69,7 +69,6 @@ class BatchSession:
         # compared, so a check costs the command's size, not the batch's.
         self.command_seen: dict[UUID, int] = {}
         self.work_seen: dict[UUID, int] = {}
-        self._read_time: datetime | None = None
 
     def prefetch(self, envelopes: Iterable[Envelope[Any]]) -> None:
         """One query finds the batch's idempotency keys and payment refs that have answers, and
@@ -128,13 +127,6 @@ class BatchSession:
             return None
         events = list(self.ledger.events.get(account_uuid, gt=version - 1, lte=version))
         return events[0] if events else None
-
-    def read_time(self) -> datetime:
-        """The later of the batch's time and the database's clock, asked once per batch (only
-        a batch holding a read asks)."""
-        if self._read_time is None:
-            self._read_time = max(self.now, self.ledger.database_now())
-        return self._read_time
 
     def drop_work_results(self) -> None:
         """Forgets the results of the work that just failed: they are not saved."""

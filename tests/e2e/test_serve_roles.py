@@ -1,6 +1,6 @@
-"""`ledger serve` with LEDGER_BACKGROUND=process (the default) runs the follower (`ledger project`)
-and the relay (`ledger relay`) as supervised child processes, and the writer as a child of its
-own (`api.roles.writer_process`, "write" below). Real processes, a real PostgreSQL,
+"""`ledger serve` with LEDGER_BACKGROUND=process (the default) runs the follower (`ledger project`),
+the relay (`ledger relay`) and the scheduler (`ledger schedule`) as supervised child processes,
+and the writer as a child of its own (`api.roles.writer_process`, "write" below). Real processes, a real PostgreSQL,
 a real NATS server; nothing is mocked."""
 
 from __future__ import annotations
@@ -270,11 +270,21 @@ async def nats_entry(nats_url: str, stream_name: str, subject: str) -> Any:
 async def test_serve_starts_one_project_child_and_one_relay_child_and_a_consume_reaches_the_read_model_and_nats(
     serve: Serve, nats_url: str, stream_name: str
 ) -> None:
-    await eventually(lambda: serve.started("project") and serve.started("relay"), 5, "roles")
+    await eventually(
+        lambda: serve.started("project") and serve.started("relay") and serve.started("schedule"),
+        5,
+        "roles",
+    )
     project, relay = serve.started("project"), serve.started("relay")
-    assert len(project) == 1 and len(relay) == 1
+    schedule = serve.started("schedule")
+    assert len(project) == 1 and len(relay) == 1 and len(schedule) == 1
     [writer] = serve.writer_pids()
-    assert serve.children() == {project[0]: "project", relay[0]: "relay", writer: "write"}
+    assert serve.children() == {
+        project[0]: "project",
+        relay[0]: "relay",
+        schedule[0]: "schedule",
+        writer: "write",
+    }
 
     async with httpx.AsyncClient(base_url=serve.url, timeout=10) as client:
         tenant_id, headers = await funded_account(client, grant=100)
@@ -296,7 +306,7 @@ async def test_serve_hands_each_child_its_settings_on_a_pipe_never_on_the_comman
     serve: Serve, database_url: str
 ) -> None:
     children = await eventually(
-        lambda: len(serve.children()) == 3 and serve.children(), CHILD_TIMEOUT_S, "three children"
+        lambda: len(serve.children()) == 4 and serve.children(), CHILD_TIMEOUT_S, "four children"
     )
     serve_stdin = os.readlink(f"/proc/{serve.process.pid}/fd/0")
     for pid in children:
@@ -327,15 +337,16 @@ async def test_a_killed_project_child_is_started_again_and_later_consumes_reach_
         assert started[0] != killed and not _alive(killed)
         roles = await eventually(
             lambda: (
-                sorted(serve.children().values()) == ["project", "relay", "write"]
+                sorted(serve.children().values()) == ["project", "relay", "schedule", "write"]
                 and serve.children()
             ),
             CHILD_TIMEOUT_S,
-            "one project, one relay and one writer child",
+            "one project, one relay, one scheduler and one writer child",
         )
         assert roles == {
             started[0]: "project",
             serve.started("relay")[0]: "relay",
+            serve.started("schedule")[0]: "schedule",
             serve.writer_pids()[0]: "write",
         }
 
@@ -347,9 +358,9 @@ async def test_a_killed_project_child_is_started_again_and_later_consumes_reach_
 
 
 async def test_sigterm_to_serve_stops_its_children_and_serve_exits_0(serve: Serve) -> None:
-    await eventually(lambda: len(serve.children()) == 3, CHILD_TIMEOUT_S, "all three children")
+    await eventually(lambda: len(serve.children()) == 4, CHILD_TIMEOUT_S, "all four children")
     children = serve.children()
-    assert sorted(children.values()) == ["project", "relay", "write"]
+    assert sorted(children.values()) == ["project", "relay", "schedule", "write"]
 
     serve.process.send_signal(signal.SIGTERM)
     try:

@@ -70,9 +70,6 @@ class InMemorySession:
     def tenant(self, tenant_id: str) -> Tenant | None:
         return self.get(Tenant, tenant_aggregate_id(tenant_id))
 
-    def read_time(self) -> datetime:
-        return self.now  # one clock: the fake's
-
     def checkpoint(self) -> None:
         pass
 
