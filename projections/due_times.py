@@ -36,10 +36,10 @@ import asyncpg
 import structlog
 from eventsourcing.persistence import Mapper
 
-from ledger.accounts.stored_entries import event_of_row
+from ledger.accounts.stored_entries import ACCOUNT_TOPIC_PREFIX, event_of_row
 from ledger.errors import UnavailableError
 from ledger.registry import DueItem, Registry
-from projections.schema import TRACKING_NAME, create_statements
+from projections.schema import TRACKING_NAME, tracking_statement
 
 log = structlog.get_logger("projections.due_times")
 
@@ -103,7 +103,6 @@ class DueTimes:
     """The tailer's consumer that keeps `due_items` (see the module's docstring)."""
 
     name = "scheduler"
-    accounts_only = False  # a later area's schedules may follow other aggregates' events
 
     def __init__(
         self,
@@ -122,6 +121,12 @@ class DueTimes:
         self.on_added = on_added
         self.batch_size_max = batch_size_max
         self.position = 0
+        # Only the events of a schedule's topics are decoded: the others come without state,
+        # and when they are all the Account's, the others are not read at all.
+        self.state_topics = frozenset(registry.schedules_by_topic)
+        self.accounts_only = all(
+            topic.startswith(ACCOUNT_TOPIC_PREFIX) for topic in self.state_topics
+        )
         # Held while a batch's rows are written, and by the scheduler while it marks items
         # done: the same rows, from two connections, in one order.
         self.lock = asyncio.Lock()
@@ -132,9 +137,9 @@ class DueTimes:
         return POLL_INTERVAL_S
 
     def table_statements(self) -> list[str]:
-        # The read models' tables too: the scheduler purges against their position, and the
-        # read rule joins the entries (both IF NOT EXISTS, under the schema's DDL lock).
-        return create_statements(self.schema) + due_statements(self.schema)
+        # The read models' position too, which the scheduler purges against (if no follower
+        # has made it yet).
+        return [tracking_statement(self.schema), *due_statements(self.schema)]
 
     async def read_position(self, conn: asyncpg.Connection) -> int:
         value = await conn.fetchval(

@@ -51,6 +51,7 @@ class Follower:
     name = "follower"
     lock_key = ADVISORY_LOCK_KEY
     accounts_only = False  # every event moves the position; only the Account's make rows
+    state_topics = None  # decodes every Account event
 
     def __init__(
         self,

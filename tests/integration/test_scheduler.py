@@ -341,6 +341,7 @@ async def test_a_read_of_the_read_models_never_shows_an_expiry_unrecorded(
     scheduler = scheduler_of(database_url, schema)  # the database's clock
     async with running(follower):
         async with pool.acquire() as conn:
+            await follower.create_tables(conn)
             await scheduler.create_tables(conn)
         await open_funded(writer, T, {A: 0})
         expires_at = await database_now(database_url) + timedelta(seconds=1)
@@ -388,6 +389,7 @@ async def test_a_replica_whose_clock_is_behind_never_keeps_an_expired_lot_availa
     reads = ExpiryReads(pool, schema)
     scheduler = scheduler_of(database_url, schema)  # the database's clock
     async with pool.acquire() as conn:
+        await follower.create_tables(conn)
         await scheduler.create_tables(conn)
     try:
         await open_funded(behind, T, {A: 7})
