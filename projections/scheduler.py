@@ -91,11 +91,9 @@ class Scheduler:
         self.due = DueTimes(schema, mapper, registry, ADVISORY_LOCK_KEY, on_added=self.wake)
         self._tailer = Tailer(database_url, schema, self.due)
         self._wake = asyncio.Event()
-        self.writer: Writer | None = None
-        # What it has done since it started (tests and logs).
+        # Items sent and answered, and sent and failed, since it started (logs and tests).
         self.sent = 0
         self.failed = 0
-        self.swept_at: datetime | None = None  # the time of its last completed sweep
 
     @property
     def active(self) -> bool:
@@ -116,7 +114,6 @@ class Scheduler:
         ledger = await asyncio.to_thread(Ledger, self.database_url, self.schema)
         writer = Writer(ledger, clock=self.clock or utc_now, cache_size_max=WRITER_CACHE_SIZE_MAX)
         writer.start()
-        self.writer = writer
         try:
             async with asyncio.TaskGroup() as tasks:  # one failing cancels the other
                 tasks.create_task(self._tailer.run(stop))
@@ -190,7 +187,6 @@ class Scheduler:
             if len(items) == self.batch_size_max:
                 return 0.0  # more may be due now
             return min(PURGE_AFTER_S, await self._wait_s(conn))
-        self.swept_at = now
         return await self._wait_s(conn)
 
     async def _wait_s(self, conn: asyncpg.Connection) -> float:

@@ -227,3 +227,11 @@ def test_credits_a_hold_keeps_from_an_expired_lot_stay_until_the_hold_ends() -> 
     assert (view.balance, view.held, view.available) == (20, 20, 0)
     swept = ledger.run(c.ExpireCredits(tenant_id=T, account_id=A)).value
     assert (swept.balance, swept.held, swept.available) == (20, 20, 0)
+
+
+def test_two_schedules_of_one_kind_are_refused() -> None:
+    from ledger.registry import Area, Registry
+
+    twice = Area(name="twice", commands=[], views={}, schedules=list(REGISTRY.schedules.values()))
+    with pytest.raises(ValueError, match="registered twice"):
+        Registry([*REGISTRY.areas, twice])
