@@ -112,7 +112,12 @@ class Scheduler:
         """Standby until it holds the lock, then keeps the due model and sweeps, until
         `stop`; its writer answers every command it accepted before it returns."""
         ledger = await asyncio.to_thread(Ledger, self.database_url, self.schema)
-        writer = Writer(ledger, clock=self.clock or utc_now, cache_size_max=WRITER_CACHE_SIZE_MAX)
+        writer = Writer(
+            ledger,
+            clock=self.clock or utc_now,
+            cache_size_max=WRITER_CACHE_SIZE_MAX,
+            registry=self.registry,
+        )
         writer.start()
         try:
             async with asyncio.TaskGroup() as tasks:  # one failing cancels the other
@@ -204,7 +209,7 @@ class Scheduler:
             Envelope(tenant_id=item.tenant_id, command=self.registry.scheduled_command(item))
             for item in items
         ]
-        results = await writer.submit_each(envelopes)
+        results = await self._submit(writer, envelopes)
         done = [
             item for item, result in zip(items, results, strict=True) if isinstance(result, Outcome)
         ]
@@ -251,6 +256,20 @@ class Scheduler:
             # From the earliest item's due time to its commit, about.
             lag_s_max=round((now - min(i.due_at for i in items)).total_seconds() + took_s, 3),
             took_s=round(took_s, 3),
+        )
+
+    async def _submit(
+        self, writer: Writer, envelopes: list[Envelope[Command]]
+    ) -> list[Outcome | BaseException]:
+        """Each command's answer, or what it failed with. A command that crashes (a bug, not
+        a LedgerError) makes `submit_each` raise: then each is sent again on its own (those
+        that committed are answered from their keys), so one bad item fails alone."""
+        try:
+            return list(await writer.submit_each(envelopes))
+        except Exception:
+            log.exception("scheduler_batch_crashed", items=len(envelopes))
+        return list(
+            await asyncio.gather(*(writer.submit(e) for e in envelopes), return_exceptions=True)
         )
 
 

@@ -19,12 +19,25 @@ from typing import Any
 import asyncpg
 import pytest
 
+from ledger.accounts.account_events import HoldPlaced
+from ledger.accounts.area import AREA as ACCOUNTS
 from ledger.accounts.schedules import HOLD_EXPIRY, LOT_EXPIRY
+from ledger.accounts.views import AccountView
 from ledger.areas import REGISTRY
+from ledger.commands import AccountCommand
 from ledger.errors import UnavailableError
-from ledger.registry import DueItem
+from ledger.registry import (
+    SCHEDULE_KEYS,
+    Area,
+    CommandSpec,
+    DueChange,
+    DueItem,
+    Registry,
+    Schedule,
+)
 from ledger.store.application import Ledger
 from ledger.store.transcoder import new_mapper
+from ledger.tenants.area import AREA as TENANTS
 from ledger.writer.writer import Writer
 from projections import due_times
 from projections.due_times import ExpiryReads
@@ -314,6 +327,50 @@ async def test_a_failed_command_is_tried_again_after_a_back_off_and_never_droppe
         await wait_until(lambda: scheduler.failed == 2)
     [row] = [r for r in await due_rows(database_url, schema) if r["account_id"] == "nobody"]
     assert row["attempts"] == 2 and row["done_position"] is None
+
+
+class Crash(AccountCommand, tag="test_crash", frozen=True, kw_only=True):
+    """A later area's scheduled command whose handler has a bug."""
+
+    due_at: datetime
+
+
+def crash(envelope: Any, session: Any) -> Any:
+    raise RuntimeError("a bug in a handler")
+
+
+CRASHING = Area(
+    name="crashing",
+    views={},
+    commands=[CommandSpec(Crash, crash, AccountView, key_space=SCHEDULE_KEYS)],
+    schedules=[
+        Schedule(
+            kind="test_crash",
+            events=(HoldPlaced,),
+            changes=lambda e: [
+                DueChange("test_crash", e.hold_id, e.tenant_id, e.account_id, e.expires_at)
+            ],
+            command=lambda item: Crash(account_id=item.account_id, due_at=item.due_at),
+        )
+    ],
+)
+
+
+async def test_an_item_whose_command_crashes_fails_alone_and_the_others_are_applied(
+    database_url: str, schema: str, clock: MovingClock, timed_writer: Writer, follower: Follower
+) -> None:
+    registry = Registry([TENANTS, ACCOUNTS, CRASHING])
+    scheduler = scheduler_of(database_url, schema, clock, registry=registry)
+    async with running(follower, scheduler):
+        await fund(timed_writer, clock)
+        await wait_until(lambda: _count(database_url, schema, "SELECT count(*) FROM due_items", 3))
+        clock.move(seconds=1)  # the hold's two items fall due: its expiry and the crashing one
+        scheduler.wake()
+        await wait_until(lambda: scheduler.failed == 1)
+        await wait_until(lambda: _has(database_url, schema, "release"))
+    [row] = [r for r in await due_rows(database_url, schema) if r["kind"] == "test_crash"]
+    assert row["attempts"] == 1 and row["done_position"] is None  # tried again later
+    assert scheduler.sent == 1
 
 
 # ------------------------------------------------------------------ the read rule
