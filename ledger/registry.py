@@ -34,6 +34,9 @@ Handler = Callable[[Envelope[Any], Any], Outcome]
 ResultKeys = Callable[[Envelope[Any]], Iterable[UUID]]
 # The aggregate a command creates when it is new: one query per batch finds which exist.
 Creates = Callable[[Envelope[Any]], UUID | None]
+# The aggregates a command reads: those no writer has cached are loaded with the batch's
+# others, in two queries (the scheduler's expiries of accounts nobody touched lately).
+Loads = Callable[[Envelope[Any]], Iterable[UUID]]
 
 # Where a command's idempotency keys are kept: a client's keys, or the scheduler's own, which
 # no client key can collide with (ledger_results ids are uuid5(tenant, space, key)).
@@ -73,6 +76,7 @@ class CommandSpec:
     route: Route | None = None
     result_keys: ResultKeys | None = None
     creates: Creates | None = None
+    loads: Loads | None = None
     key_space: str = CLIENT_KEYS  # SCHEDULE_KEYS: only the scheduler sends it, under due keys
 
     @property

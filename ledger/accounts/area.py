@@ -34,6 +34,15 @@ def _opened(envelope: Envelope[Any]) -> UUID:
     return account_aggregate_id(envelope.tenant_id, envelope.command.account_id)
 
 
+def _expiring(envelope: Envelope[Any]) -> list[UUID]:
+    """An expiry's account, and the record of its hold when it is a hold's."""
+    command = envelope.command
+    loads = [account_aggregate_id(envelope.tenant_id, command.account_id)]
+    if command.hold_id is not None:
+        loads.append(aggregate_id(envelope.tenant_id, "hold", command.hold_id))
+    return loads
+
+
 AREA = Area(
     name="accounts",
     views={"entry": Entry, "account": AccountView, "hold": HoldView},
@@ -164,7 +173,9 @@ AREA = Area(
             ),
         ),
         CommandSpec(c.ExpireCredits, h.expire_credits, AccountView),
-        CommandSpec(c.ExpireDue, h.expire_due, AccountView, key_space=SCHEDULE_KEYS),
+        CommandSpec(
+            c.ExpireDue, h.expire_due, AccountView, loads=_expiring, key_space=SCHEDULE_KEYS
+        ),
         CommandSpec(c.GetAccount, h.get_account, AccountView, scope=ACCOUNTS_READ, query=True),
         CommandSpec(c.GetHold, h.get_hold, HoldView, scope=ACCOUNTS_READ, query=True),
     ],

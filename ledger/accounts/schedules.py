@@ -49,7 +49,11 @@ def _lot_changes(event: Any) -> Iterator[DueChange]:
         yield DueChange(LOT_EXPIRY, event.lot_id, tenant_id, account_id, event.expires_at)
 
 
-def _expire(item: DueItem) -> ExpireDue:
+def _expire_hold(item: DueItem) -> ExpireDue:
+    return ExpireDue(account_id=item.account_id, due_at=item.due_at, hold_id=item.key)
+
+
+def _expire_lot(item: DueItem) -> ExpireDue:
     return ExpireDue(account_id=item.account_id, due_at=item.due_at)
 
 
@@ -58,12 +62,12 @@ SCHEDULES = (
         kind=HOLD_EXPIRY,
         events=(HoldPlaced, HoldCaptured, HoldReleased, HoldExpired),
         changes=_hold_changes,
-        command=_expire,
+        command=_expire_hold,
     ),
     Schedule(
         kind=LOT_EXPIRY,
         events=(CreditsGranted, CreditsPurchased, CreditsRefunded, LotExpired),
         changes=_lot_changes,
-        command=_expire,
+        command=_expire_lot,
     ),
 )

@@ -26,6 +26,7 @@ from ledger.accounts.views import AccountView
 from ledger.areas import REGISTRY
 from ledger.commands import AccountCommand
 from ledger.errors import UnavailableError
+from ledger.ids import account_aggregate_id, aggregate_id
 from ledger.registry import (
     SCHEDULE_KEYS,
     Area,
@@ -477,3 +478,31 @@ async def test_a_replica_whose_clock_is_behind_never_keeps_an_expired_lot_availa
             assert (rows[0]["balance"], rows[0]["held"]) == (7, 0)
     finally:
         await behind.stop()
+
+
+# ------------------------------------------------------------------ a batch's cold loads
+
+
+async def test_aggregates_loaded_together_are_those_loaded_one_by_one(
+    ledger: Ledger, writer: Writer
+) -> None:
+    """From a snapshot and the events after it, or from the events alone, as the library's
+    repository loads each; an id with no events is left out."""
+    await open_funded(writer, T, {A: 1_000, "bob": 10})
+    for _ in range(210):  # past SNAPSHOT_INTERVAL: ada's account has a snapshot
+        await writer.submit(c.ConsumeCredits(tenant_id=T, account_id=A, amount=1, operation="OP"))
+    hold = await writer.submit(c.PlaceHold(tenant_id=T, account_id="bob", amount=3, operation="OP"))
+    ids = [
+        account_aggregate_id(T, A),
+        account_aggregate_id(T, "bob"),
+        aggregate_id(T, "hold", hold.value.hold_id),  # type: ignore[attr-defined]
+        account_aggregate_id(T, "nobody"),
+    ]
+    assert ledger.snapshots is not None
+    assert list(ledger.snapshots.get(ids[0], desc=True, limit=1))  # the snapshot path
+    together = await asyncio.to_thread(ledger.load_many, ids)
+    assert set(together) == set(ids[:3])
+    for aggregate_id_ in ids[:3]:
+        alone = ledger.repository.get(aggregate_id_)
+        assert type(together[aggregate_id_]) is type(alone)
+        assert vars(together[aggregate_id_]) == vars(alone)
