@@ -40,6 +40,7 @@ from ledger.accounts.stored_entries import ACCOUNT_TOPIC_PREFIX, event_of_row
 from ledger.errors import UnavailableError
 from ledger.registry import DueItem, Registry
 from projections.schema import TRACKING_NAME, tracking_statement
+from projections.tailer import CONNECTION_ERRORS
 
 log = structlog.get_logger("projections.due_times")
 
@@ -379,7 +380,11 @@ class ExpiryReads:
         by then for the account (or the tenant); UnavailableError past READ_EXPIRY_WAIT_MAX_S."""
         deadline = time.monotonic() + READ_EXPIRY_WAIT_MAX_S
         while True:
-            now, settled = await self.check(tenant_id, account_id)
+            try:
+                now, settled = await self.check(tenant_id, account_id)
+            except CONNECTION_ERRORS as error:
+                log.warning("read_expiry_check_failed", error=str(error) or type(error).__name__)
+                raise UnavailableError("the read models are unreachable; retry") from error
             if settled:
                 return now
             if time.monotonic() > deadline:
