@@ -30,9 +30,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     log_level: str = "info"
     rate_limit_per_s: float = 2_000.0  # requests per second per API key, sustained
     rate_limit_burst: int = 4_000  # requests per API key at once
-    # `ledger serve` runs the writer, the follower and the relay as its child processes
-    # (process) or as a thread and tasks of its own (inline). create_app() alone runs the
-    # follower and the relay inline when asked to (run_follower, run_relay).
+    # `ledger serve` runs the writer, the follower, the relay and the scheduler as its child
+    # processes (process) or as a thread and tasks of its own (inline). create_app() alone
+    # runs the follower, the relay and the scheduler inline when asked to (run_follower,
+    # run_relay, run_scheduler).
     background: str = "process"
     # Set by `ledger serve` with LEDGER_BACKGROUND=process, never read from the environment:
     # the group-commit writer runs in a child process (api/roles/writer_process.py), not a
@@ -43,6 +44,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     run_follower: bool = True  # project the read models in this process (`ledger project` alone)
     follower_batch_size: int = 2_000  # events per read-model transaction
     run_relay: bool = True  # publish entries to NATS from this process (`ledger relay` alone)
+    run_scheduler: bool = True  # act on due times from this process (`ledger schedule` alone)
     stream_name: str = "LEDGER"  # the JetStream stream
     bench_endpoints: bool = False  # api/bench.py: the no-op ceiling of `make bench`
     # Reliability and isolation (issue 18; docs/reliability.md, docs/api.md "Configuration").
@@ -137,6 +139,7 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
         run_follower=(get("RUN_FOLLOWER") or "yes").lower() in ("1", "yes", "true", "on"),
         follower_batch_size=int(get("FOLLOWER_BATCH_SIZE") or 2_000),
         run_relay=(get("RUN_RELAY") or "yes").lower() in ("1", "yes", "true", "on"),
+        run_scheduler=(get("RUN_SCHEDULER") or "yes").lower() in ("1", "yes", "true", "on"),
         stream_name=get("STREAM_NAME") or "LEDGER",
         bench_endpoints=(get("BENCH_ENDPOINTS") or "no").lower() in ("1", "yes", "true", "on"),
         nats_subject_prefix=subject_prefix(get("NATS_SUBJECT_PREFIX") or "ledger"),

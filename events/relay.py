@@ -63,6 +63,7 @@ class Relay:
     name = "relay"
     lock_key = ADVISORY_LOCK_KEY
     accounts_only = True
+    state_topics = None  # publishes every Account event
 
     def __init__(
         self,

@@ -20,6 +20,9 @@ _encoder = msgspec.json.Encoder()
 # Entry types that count in rm_usage, and the one of them that counts as refunded.
 USAGE_TYPES = frozenset(("consume", "capture", "refund"))
 REFUND_TYPE = "refund"
+# A lot's credits expiring count as `expired`, under no operation (stored as "").
+EXPIRE_TYPE = "expire"
+NO_OPERATION = ""
 
 
 @dataclass
@@ -81,13 +84,17 @@ class Changes:
             recorded_at,
         ]
         operation = fields.get("operation")
-        if entry_type not in USAGE_TYPES or operation is None:
+        if entry_type == EXPIRE_TYPE:
+            operation = NO_OPERATION
+        elif entry_type not in USAGE_TYPES or operation is None:
             return
         usage_key = (tenant_id, recorded_at.date(), operation, account_id)
         totals = self.usage.get(usage_key)
         if totals is None:
-            totals = self.usage[usage_key] = [0, 0, 0]
-        if entry_type == REFUND_TYPE:
+            totals = self.usage[usage_key] = [0, 0, 0, 0]
+        if entry_type == EXPIRE_TYPE:
+            totals[3] -= amount
+        elif entry_type == REFUND_TYPE:
             totals[2] += amount
         else:
             totals[0] += 1

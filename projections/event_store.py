@@ -21,17 +21,29 @@ EVENTS_CHANNEL = "ledger_events"
 
 
 async def events_after(
-    conn: asyncpg.Connection, schema: str, position: int, limit: int, *, accounts_only: bool = False
+    conn: asyncpg.Connection,
+    schema: str,
+    position: int,
+    limit: int,
+    *,
+    accounts_only: bool = False,
+    state_topics: frozenset[str] | None = None,
 ) -> list[asyncpg.Record]:
     """At most `limit` stored events after a position, in notification_id order (only the
-    Account's with `accounts_only`)."""
+    Account's with `accounts_only`; with `state_topics`, the state of those topics only, the
+    others' empty: a consumer that skips most events by topic is not sent their states)."""
     topic_filter = f" AND topic LIKE '{ACCOUNT_TOPIC_PREFIX}%'" if accounts_only else ""
+    args: list[object]
+    if state_topics is None:
+        state, args = "state", [position, limit]
+    else:
+        state = "CASE WHEN topic = ANY($3::text[]) THEN state ELSE ''::bytea END"
+        args = [position, limit, sorted(state_topics)]
     rows: list[asyncpg.Record] = await conn.fetch(
-        f"SELECT notification_id, originator_id, originator_version, topic, state "
+        f"SELECT notification_id, originator_id, originator_version, topic, {state} "
         f'FROM "{schema}".ledger_events WHERE notification_id > $1{topic_filter} '
         f"ORDER BY notification_id LIMIT $2",
-        position,
-        limit,
+        *args,
     )
     return rows
 

@@ -51,6 +51,7 @@ class Follower:
     name = "follower"
     lock_key = ADVISORY_LOCK_KEY
     accounts_only = False  # every event moves the position; only the Account's make rows
+    state_topics = None  # decodes every Account event
 
     def __init__(
         self,
@@ -154,12 +155,13 @@ class Follower:
             )
         if changes.usage:
             await conn.execute(
-                f"INSERT INTO {s}.rm_usage (tenant_id, day, operation, account_id, count, credits, refunded) "
-                f"SELECT * FROM unnest($1::text[], $2::date[], $3::text[], $4::text[], $5::bigint[], "
-                f"$6::bigint[], $7::bigint[]) "
+                f"INSERT INTO {s}.rm_usage (tenant_id, day, operation, account_id, count, credits, refunded, "
+                f"expired) SELECT * FROM unnest($1::text[], $2::date[], $3::text[], $4::text[], $5::bigint[], "
+                f"$6::bigint[], $7::bigint[], $8::bigint[]) "
                 f"ON CONFLICT (tenant_id, day, operation, account_id) DO UPDATE SET "
                 f"count = rm_usage.count + EXCLUDED.count, credits = rm_usage.credits + EXCLUDED.credits, "
-                f"refunded = rm_usage.refunded + EXCLUDED.refunded",
+                f"refunded = rm_usage.refunded + EXCLUDED.refunded, "
+                f"expired = rm_usage.expired + EXCLUDED.expired",
                 *columns_of(
                     ((*key, *totals) for key, totals in changes.usage.items()), len(USAGE_COLUMNS)
                 ),

@@ -39,15 +39,17 @@ class UsageRow(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     count: int
     credits: int
     refunded: int
+    expired: int = 0  # credits of lots that expired (counted under no operation)
     operation: str | None = None
     account_id: str | None = None
     day: date | None = None
 
 
-class UsageTotal(msgspec.Struct, frozen=True, kw_only=True):
+class UsageTotal(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     count: int
     credits: int
     refunded: int
+    expired: int = 0  # present when there is any, as in the items
 
 
 class UsageReport(msgspec.Struct, frozen=True, kw_only=True):
@@ -184,7 +186,8 @@ class ReadModels:
             args.append(account_id)
         rows = await self.pool.fetch(
             f"SELECT {select}sum(count)::bigint AS count, sum(credits)::bigint AS credits, "
-            f"sum(refunded)::bigint AS refunded FROM {self.s}.rm_usage WHERE {filters}{group}",
+            f"sum(refunded)::bigint AS refunded, sum(expired)::bigint AS expired "
+            f"FROM {self.s}.rm_usage WHERE {filters}{group}",
             *args,
         )
         items = [
@@ -192,7 +195,9 @@ class ReadModels:
                 count=row["count"] or 0,
                 credits=row["credits"] or 0,
                 refunded=row["refunded"] or 0,
-                **{name: row[name] for name in group_by},
+                expired=row["expired"] or 0,
+                # Expiries are kept under operation "": shown under none.
+                **{name: row[name] or None for name in group_by},
             )
             for row in rows
             if row["count"] is not None
@@ -201,5 +206,6 @@ class ReadModels:
             count=sum(i.count for i in items),
             credits=sum(i.credits for i in items),
             refunded=sum(i.refunded for i in items),
+            expired=sum(i.expired for i in items),
         )
         return UsageReport(from_=from_day, to=to_day, group_by=group_by, items=items, total=total)

@@ -162,7 +162,8 @@ class StagedUsage:
         await self.stage(conn, usage)
         await conn.execute(
             f'INSERT INTO "{self.schema}".rm_usage '
-            "(tenant_id, day, operation, account_id, count, credits, refunded) "
+            "(tenant_id, day, operation, account_id, count, credits, refunded, expired) "
             "SELECT tenant_id, day, operation, account_id, sum(count), sum(credits), "
-            "sum(refunded) FROM rebuild_usage GROUP BY tenant_id, day, operation, account_id"
+            "sum(refunded), sum(expired) FROM rebuild_usage "
+            "GROUP BY tenant_id, day, operation, account_id"
         )

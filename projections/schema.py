@@ -42,7 +42,16 @@ ACCOUNT_COLUMNS = (
     "created_at",
     "updated_at",
 )
-USAGE_COLUMNS = ("tenant_id", "day", "operation", "account_id", "count", "credits", "refunded")
+USAGE_COLUMNS = (
+    "tenant_id",
+    "day",
+    "operation",
+    "account_id",
+    "count",
+    "credits",
+    "refunded",
+    "expired",
+)
 
 
 async def create_read_models(
@@ -77,16 +86,36 @@ def create_statements(schema: str, *, indexes: bool = True) -> list[str]:
         table_statements(schema)
         + appended_index_statements(schema)
         + (index_statements(schema) if indexes else [])
+        + migration_statements(schema)
     )
+
+
+def tracking_statement(schema: str) -> str:
+    return f"""CREATE TABLE IF NOT EXISTS "{schema}".rm_tracking (
+            name text PRIMARY KEY,
+            position bigint NOT NULL
+        )"""
+
+
+def migration_statements(schema: str) -> list[str]:
+    """Columns added since the tables were first made, each only when missing: an ALTER TABLE
+    locks its table against the follower's writes, so it runs once, after the statements that
+    lock the tables the follower writes first (never in the opposite order to it)."""
+    return [
+        # With the scheduler (docs/adr/0007): read models made before count expiries from
+        # then on; `ledger rebuild` counts the earlier ones too.
+        "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM information_schema.columns "
+        f"WHERE table_schema = '{schema}' AND table_name = 'rm_usage' "
+        "AND column_name = 'expired') THEN "
+        f'ALTER TABLE "{schema}".rm_usage ADD COLUMN expired bigint NOT NULL DEFAULT 0; '
+        "END IF; END $$"
+    ]
 
 
 def table_statements(schema: str) -> list[str]:
     s = f'"{schema}"'
     return [
-        f"""CREATE TABLE IF NOT EXISTS {s}.rm_tracking (
-            name text PRIMARY KEY,
-            position bigint NOT NULL
-        )""",
+        tracking_statement(schema),
         f"""CREATE TABLE IF NOT EXISTS {s}.rm_accounts (
             tenant_id text NOT NULL,
             account_id text NOT NULL,
@@ -118,6 +147,7 @@ def table_statements(schema: str) -> list[str]:
             count bigint NOT NULL,
             credits bigint NOT NULL,
             refunded bigint NOT NULL,
+            expired bigint NOT NULL DEFAULT 0,
             PRIMARY KEY (tenant_id, day, operation, account_id)
         )""",
     ]

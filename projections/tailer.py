@@ -107,6 +107,11 @@ class Consumer(Protocol):
     def accounts_only(self) -> bool:
         """Whether it is handed only the Account's events (skipped by the read, not after)."""
 
+    @property
+    def state_topics(self) -> frozenset[str] | None:
+        """The topics whose stored state it reads (None: all); the other rows come with an
+        empty state, which is all their position needs."""
+
     def table_statements(self) -> list[str]:
         """Its tables' DDL (`CREATE … IF NOT EXISTS`), run under the schema's DDL lock."""
 
@@ -246,7 +251,12 @@ class Tailer:
             self._wake.clear()
             limit = consumer.batch_size_max
             rows = await events_after(
-                conn, self.schema, self.position, limit, accounts_only=consumer.accounts_only
+                conn,
+                self.schema,
+                self.position,
+                limit,
+                accounts_only=consumer.accounts_only,
+                state_topics=consumer.state_topics,
             )
             if not self._read_once:
                 self._read_once = True

@@ -64,6 +64,7 @@ CaptureHold = _in_tenant(accounts.CaptureHold)
 ReleaseHold = _in_tenant(accounts.ReleaseHold)
 AdjustBalance = _in_tenant(accounts.AdjustBalance)
 ExpireCredits = _in_tenant(accounts.ExpireCredits)
+ExpireDue = _in_tenant(accounts.ExpireDue)
 GetAccount = _in_tenant(accounts.GetAccount)
 GetHold = _in_tenant(accounts.GetHold)
 CreateTenant = _create_tenant

@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
+import msgspec
 from litestar import Controller, Response, get
 from litestar.params import QueryParameter
 
@@ -20,7 +21,13 @@ from api.http.parameters import (
     MinPosition,
 )
 from api.http.problems import ApiError, responses
-from api.http.read_models import EntryPage, known_account, read_models, wait_for
+from api.http.read_models import (
+    EntryPage,
+    expiries_settled,
+    known_account,
+    read_models,
+    wait_for,
+)
 from ledger.accounts.commands import GetAccount, GetHold
 from ledger.accounts.views import AccountView, HoldView
 from ledger.tenants.api_keys import ACCOUNTS_READ
@@ -31,6 +38,8 @@ After = Annotated[
 ]
 Limit = Annotated[int, QueryParameter(ge=1, le=PAGE_SIZE_MAX)]
 READ_ERRORS = ("forbidden", "not_found")
+# A balance "now" is the last entry's, whatever the clock of the writer that stamped it.
+LATEST = datetime.max.replace(tzinfo=UTC)
 
 
 class AccountController(Controller):
@@ -82,6 +91,7 @@ class AccountController(Controller):
     ) -> Response[EntryPage]:
         await wait_for(services, min_position)
         await known_account(services, principal.tenant(), account_id)
+        await expiries_settled(services, principal.tenant(), account_id)
         body = await read_models(services).entries_page(
             principal.tenant(), account_id, after, limit
         )
@@ -102,10 +112,12 @@ class AccountController(Controller):
     ) -> Balance:
         await wait_for(services, min_position)
         await known_account(services, principal.tenant(), account_id)
-        moment = as_of or datetime.now(tz=UTC)
-        if moment.tzinfo is None:
+        if as_of is not None and as_of.tzinfo is None:
             raise ApiError("validation_error", "as_of must carry a time zone (RFC 3339)")
-        balance: Balance = await read_models(services).balance_as_of(
-            principal.tenant(), account_id, moment
-        )
-        return balance
+        read_time = await expiries_settled(services, principal.tenant(), account_id)
+        models = read_models(services)
+        if as_of is not None and as_of < read_time:
+            return await models.balance_as_of(principal.tenant(), account_id, as_of)
+        # Now (or later): the last entry, whatever clock stamped it; as of the read's time.
+        balance: Balance = await models.balance_as_of(principal.tenant(), account_id, LATEST)
+        return msgspec.structs.replace(balance, as_of=as_of or read_time)

@@ -1,7 +1,10 @@
-"""What routes that read the read models share: waiting for a position, the account check,
-and the page of entries they answer."""
+"""What routes that read the read models share: waiting for a position, waiting for what has
+expired by now to be recorded (docs/adr/0007), the account check, and the page of entries
+they answer."""
 
 from __future__ import annotations
+
+from datetime import datetime
 
 import msgspec
 
@@ -33,6 +36,17 @@ async def wait_for(services: Services, min_position: int | None) -> None:
             "validation_error", f"min_position {min_position} is past the ledger's last position"
         )
     await read_models(services).wait_for(min_position)
+
+
+async def expiries_settled(
+    services: Services, tenant_id: str, account_id: str | None = None
+) -> datetime:
+    """The read's time (the database's clock), once everything of the account (or the
+    tenant) due by then is recorded and in the read models: a read never shows credits past
+    their expiry as there. 503 when the scheduler is too far behind (READ_EXPIRY_WAIT_MAX_S)."""
+    if services.expiry_reads is None:
+        raise ApiError("unavailable", "the read models are not configured on this replica")
+    return await services.expiry_reads.settled(tenant_id, account_id)
 
 
 async def known_account(services: Services, tenant_id: str, account_id: str) -> None:

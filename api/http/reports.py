@@ -3,7 +3,7 @@ that replays the event store against the read models."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date
 from typing import Annotated, Any
 
 import msgspec
@@ -16,7 +16,7 @@ from api.http.dependencies import PrincipalDep, ServicesDep
 from api.http.guards import tenant_key
 from api.http.parameters import SECURITY, MinPosition
 from api.http.problems import responses
-from api.http.read_models import EntryPage, read_models, wait_for
+from api.http.read_models import EntryPage, expiries_settled, read_models, wait_for
 from ledger.ids import check_account_id
 from ledger.limits import ACCOUNT_ID_LENGTH_MAX
 from ledger.tenants.api_keys import REPORTS_READ
@@ -64,7 +64,8 @@ class ReportController(Controller):
         if account_id is not None:
             check_account_id(account_id)  # as every other route: no NUL or control character
         await wait_for(services, min_position)
-        to_day = to or datetime.now(tz=UTC).date()
+        read_time = await expiries_settled(services, principal.tenant(), account_id)
+        to_day = to or read_time.astimezone(UTC).date()
         # Clamped at date.min: `to=0001-01-01` is a valid date, not an OverflowError (a 500).
         from_day = from_ or date.fromordinal(max(1, to_day.toordinal() - (USAGE_DAYS_DEFAULT - 1)))
         groups = [name for name in group_by.split(",") if name]
@@ -89,6 +90,7 @@ class ReportController(Controller):
     ) -> Response[EntryPage]:
         models = read_models(services)
         await wait_for(services, min_position)
+        await expiries_settled(services, principal.tenant())
         if NDJSON in request.headers.get("accept", ""):
             return Stream(models.stream_history(principal.tenant()), media_type=NDJSON)  # type: ignore[return-value]
         body = await models.entries_page(principal.tenant(), None, after, limit)

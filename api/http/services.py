@@ -19,6 +19,7 @@ from api.http.webhook_endpoints import WebhookEndpoints
 from api.settings import Settings
 from ledger.store.application import Ledger
 from ledger.writer.submitting import Submitting
+from projections.due_times import ExpiryReads
 from projections.queries import ReadModels
 
 
@@ -32,6 +33,7 @@ class Services:
     metrics: Metrics
     mapper: Mapper[UUID]
     read_models: ReadModels | None = None  # None until the asyncpg pool is up
+    expiry_reads: ExpiryReads | None = None  # the read rule of docs/adr/0007, on the same pool
     nats: Any = None  # a nats-py client when LEDGER_NATS_URL (or the embedded NATS) is set
     payments: PaymentStore | None = None  # webhook secrets and the payment inbox (issue 16)
     webhooks: WebhookEndpoints | None = None  # outbound webhook endpoints (issue 16)

@@ -1,5 +1,6 @@
 """The `ledger` command: its sub-commands and their options; each runs from the module named
-after it (`serve.py`, `demo.py`, `project.py`, `relay.py`, `rebuild.py`, `replay.py`).
+after it (`serve.py`, `demo.py`, `project.py`, `relay.py`, `schedule.py`, `rebuild.py`,
+`replay.py`).
 
 Run it as `python -m api ...` or, once installed, `ledger ...`.
 """
@@ -20,6 +21,7 @@ from api.roles.project import run_project
 from api.roles.rebuild import run_rebuild
 from api.roles.relay import run_relay
 from api.roles.replay import run_replay, run_verify
+from api.roles.schedule import run_schedule
 from api.roles.serve import serve
 from api.roles.topups import run_topups
 from api.roles.webhooks import run_webhooks
@@ -30,6 +32,7 @@ RUN_ON_EVENT_LOOP: dict[str, Callable[[Settings], Coroutine[Any, Any, None]]] = 
     "demo": run_demo,
     "project": run_project,
     "relay": run_relay,
+    "schedule": run_schedule,
     "rebuild": run_rebuild,
     "webhooks": run_webhooks,
     "topups": run_topups,
@@ -56,6 +59,7 @@ def parser() -> argparse.ArgumentParser:
     command("project", "run the read-model follower alone (standby if one is active)")
     command("rebuild", "drop the read models and rebuild them from position 0")
     command("relay", "run the NATS relay alone (standby if one is active)")
+    command("schedule", "run the scheduler alone: expiries on time (standby if one is active)")
     command("webhooks", "run the outbound webhook deliverer alone (standby if one is active)")
     command("topups", "run the auto top-up watcher alone, with a writer (standby if one is active)")
     replay = command("replay", "write a tenant's history as NDJSON, from the event store")

@@ -1,10 +1,11 @@
-"""What runs while the service is up: the store, the writer, the follower, the relay, NATS.
+"""What runs while the service is up: the store, the writer, the follower, the relay, the
+scheduler, NATS.
 
 `Runtime.start(settings)`, in create_app's lifespan, builds them in order; `stop()` takes them
 down, the writer first, so every command it accepted is answered before anything else closes.
 The Runtime owns the supervisor of every child process (api/roles/supervisor.py): the writer's
 when `settings.writer_process`, and one per `settings.child_roles` (`ledger serve` with
-LEDGER_BACKGROUND=process: the follower and the relay).
+LEDGER_BACKGROUND=process: the follower, the relay and the scheduler).
 """
 
 from __future__ import annotations
@@ -38,8 +39,10 @@ from ledger.store.sealed import SecretBox
 from ledger.store.transcoder import new_mapper
 from ledger.writer.submitting import Submitting
 from ledger.writer.writer import Writer
+from projections.due_times import ExpiryReads
 from projections.follower import Follower
 from projections.queries import ReadModels
+from projections.scheduler import Scheduler
 
 log = structlog.get_logger("api.roles.runtime")
 
@@ -211,12 +214,17 @@ class Runtime:
         follower = Follower(
             database_url, settings.schema, mapper, batch_size_max=settings.follower_batch_size
         )
+        scheduler = Scheduler(database_url, settings.schema, mapper)
         async with pool.acquire() as conn:
             await follower.create_tables(conn)
+            await scheduler.create_tables(conn)  # the read rule reads the due model
         services.read_models = ReadModels(pool, settings.schema)
+        services.expiry_reads = ExpiryReads(pool, settings.schema)
         await runtime.start_money(settings)
         if settings.run_follower:
             runtime.tasks.append(asyncio.create_task(follower.run(runtime.stop_background)))
+        if settings.run_scheduler:
+            runtime.tasks.append(asyncio.create_task(scheduler.run(runtime.stop_background)))
         if settings.nats_url:
             if settings.run_relay:
                 relay = relay_of(settings, database_url, settings.nats_url)

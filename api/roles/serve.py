@@ -1,4 +1,5 @@
-"""`ledger serve`: the HTTP API with its writer, and (by default) the follower and the relay.
+"""`ledger serve`: the HTTP API with its writer, and (by default) the follower, the relay and
+the scheduler.
 
 With no LEDGER_DATABASE_URL / LEDGER_NATS_URL it starts embedded servers under the data
 directory; they stop when this process exits, after everything else.
@@ -83,22 +84,21 @@ def resolve_settings(settings: Settings) -> Settings:
     )
     if settings.background != "process":
         return resolved
-    child_roles = tuple(
-        role
-        for role, on in (
-            ("project", settings.run_follower),
-            ("relay", settings.run_relay),
-            ("webhooks", settings.run_webhooks),
-            ("topups", settings.run_topups),
-        )
-        if on
+    roles = (
+        ("project", settings.run_follower),
+        ("relay", settings.run_relay),
+        ("schedule", settings.run_scheduler),
+        ("webhooks", settings.run_webhooks),
+        ("topups", settings.run_topups),
     )
+    child_roles = tuple(role for role, on in roles if on)
     return msgspec.structs.replace(
         resolved,
         writer_process=True,
         child_roles=child_roles,
         run_follower=False,
         run_relay=False,
+        run_scheduler=False,
         run_webhooks=False,
         run_topups=False,
     )

@@ -74,6 +74,7 @@ class TopUpWatcher:
     # Every event: the policies' own events keep the watcher's copy of them (POLICY_TABLE, in
     # memory too), so deciding whether an entry crosses costs no query.
     accounts_only = False
+    state_topics = None  # reads accounts and top-up records alike
 
     def __init__(
         self,

@@ -67,6 +67,7 @@ class Deliverer:
     name = "webhooks"
     lock_key = ADVISORY_LOCK_KEY
     accounts_only = True
+    state_topics = None  # delivers every Account event
 
     def __init__(
         self,

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 from uuid import UUID
 
+import msgspec
 from eventsourcing.domain import TZINFO, Aggregate
 
 from ledger.accounts import account_events as events
@@ -381,6 +382,31 @@ class Account(AccountState, Aggregate):
         self._trigger(
             self.TopUpRequested, **self._common(0), reason="auto_topup", metadata=metadata
         )
+
+    def has_due(self, now: datetime) -> bool:
+        """Whether a sweep at `now` would end a hold or expire a lot's credits."""
+        return any(hold.expires_at <= now for hold in self.holds.values()) or any(
+            lot.expires_at is not None
+            and lot.expires_at <= now
+            and lot.lot_id != OVERDRAFT_LOT_ID
+            and lot.remaining > lot.held
+            for lot in self.lots.values()
+        )
+
+    def as_of(self, now: datetime) -> Account:
+        """The account as a sweep at `now` would leave it, without touching this one: a copy
+        of its state (lots, holds, totals) on which the sweep runs, its events thrown away.
+        Itself when nothing is due."""
+        if not self.has_due(now):
+            return self
+        copy = object.__new__(type(self))
+        copy.__dict__.update(self.__dict__)
+        copy.lots = {lot_id: msgspec.structs.replace(lot) for lot_id, lot in self.lots.items()}
+        copy.holds = dict(self.holds)
+        copy.totals = dict(self.totals)
+        copy._pending_events = []
+        copy.expire_due(now)
+        return copy
 
     def expire_due(self, now: datetime) -> list[str]:
         """Ends holds past their expiry, then expires the unheld credits of lots past theirs.

@@ -7,10 +7,11 @@ from uuid import UUID
 
 from ledger.accounts import commands as c
 from ledger.accounts import handlers as h
+from ledger.accounts.schedules import SCHEDULES
 from ledger.accounts.views import AccountView, Entry, HoldView
 from ledger.commands import Envelope
 from ledger.ids import account_aggregate_id, aggregate_id
-from ledger.registry import Area, CommandSpec, Route
+from ledger.registry import SCHEDULE_KEYS, Area, CommandSpec, Route
 from ledger.tenants.api_keys import ACCOUNTS_READ, ACCOUNTS_WRITE, CREDITS_CONSUME
 
 ACCOUNT = "/v1/accounts/{account_id:str}"
@@ -33,9 +34,19 @@ def _opened(envelope: Envelope[Any]) -> UUID:
     return account_aggregate_id(envelope.tenant_id, envelope.command.account_id)
 
 
+def _expiring(envelope: Envelope[Any]) -> list[UUID]:
+    """An expiry's account, and the record of its hold when it is a hold's."""
+    command = envelope.command
+    loads = [account_aggregate_id(envelope.tenant_id, command.account_id)]
+    if command.hold_id is not None:
+        loads.append(aggregate_id(envelope.tenant_id, "hold", command.hold_id))
+    return loads
+
+
 AREA = Area(
     name="accounts",
     views={"entry": Entry, "account": AccountView, "hold": HoldView},
+    schedules=SCHEDULES,
     commands=[
         CommandSpec(
             c.OpenAccount,
@@ -175,6 +186,9 @@ AREA = Area(
             ),
         ),
         CommandSpec(c.ExpireCredits, h.expire_credits, AccountView),
+        CommandSpec(
+            c.ExpireDue, h.expire_due, AccountView, loads=_expiring, key_space=SCHEDULE_KEYS
+        ),
         CommandSpec(c.GetAccount, h.get_account, AccountView, scope=ACCOUNTS_READ, query=True),
         CommandSpec(c.GetHold, h.get_hold, HoldView, scope=ACCOUNTS_READ, query=True),
     ],

@@ -259,6 +259,21 @@ class ExpireCredits(AccountCommand, tag="expire", frozen=True, kw_only=True):
     fingerprint_fields: ClassVar[frozenset[str]] = frozenset({"account_id"})
 
 
+class ExpireDue(AccountCommand, tag="expire_due", frozen=True, kw_only=True):
+    """The scheduler's: ends the account's holds and lots due by `due_at` (or by the writer's
+    clock, if later), under the due item's key (ledger/accounts/schedules.py). `hold_id`: the
+    hold whose expiry it is, if it is one (its record is loaded with the batch)."""
+
+    due_at: datetime
+    hold_id: str | None = None
+
+    fingerprint_fields: ClassVar[frozenset[str]] = frozenset({"account_id", "due_at", "hold_id"})
+
+    def check(self, now: datetime) -> None:
+        if self.due_at.tzinfo is None:
+            raise InvalidCommandError("due_at must carry a time zone")
+
+
 class GetAccount(AccountCommand, tag="get_account", frozen=True, kw_only=True):
     """A read through the writer: reflects every command already answered."""
 

@@ -8,7 +8,7 @@ rolls the batch back if a handler ever breaks the rule.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from uuid import UUID
 
@@ -20,6 +20,7 @@ from ledger.accounts.commands import (
     CaptureHold,
     ConsumeCredits,
     ExpireCredits,
+    ExpireDue,
     GetAccount,
     GetHold,
     GrantCredits,
@@ -34,7 +35,14 @@ from ledger.accounts.consumptions import Consumption
 from ledger.accounts.holds import HoldRecord
 from ledger.accounts.lots import OVERDRAFT_TERMS, ReturnableDraw
 from ledger.accounts.reversals import PaymentReversal
-from ledger.accounts.views import Entry, account_view, entry_from_event, hold_view
+from ledger.accounts.views import (
+    Entry,
+    account_view,
+    effective_account_view,
+    effective_hold_view,
+    entry_from_event,
+    hold_view,
+)
 from ledger.checks import check_still_ahead
 from ledger.commands import AccountCommand, Envelope
 from ledger.errors import (
@@ -82,14 +90,17 @@ def _entry_outcome(account: Account) -> Outcome:
     return Outcome(value=value, entry_ref=ref)
 
 
-def _swept_account(envelope: Envelope[AccountCommand], session: UnitOfWork) -> Account:
-    """The command's account, with its expired holds and lots ended first."""
+def _swept_account(
+    envelope: Envelope[AccountCommand], session: UnitOfWork, now: datetime | None = None
+) -> Account:
+    """The command's account, with its holds and lots expired by `now` (the writer's clock
+    unless given) ended first."""
     tenant_id, account_id = envelope.tenant_id, envelope.command.account_id
     account = session.get(Account, account_aggregate_id(tenant_id, account_id))
     if account is None:
         raise AccountNotFoundError(f"account {account_id} not found")
     session.add(account)
-    for hold_id in account.expire_due(session.now):
+    for hold_id in account.expire_due(session.now if now is None else now):
         record = session.get(HoldRecord, aggregate_id(tenant_id, "hold", hold_id))
         assert record is not None, hold_id
         record.end("expired")
@@ -429,21 +440,36 @@ def expire_credits(envelope: Envelope[ExpireCredits], session: UnitOfWork) -> Ou
     return Outcome(value=account_view(account), created=False)
 
 
+def expire_due(envelope: Envelope[ExpireDue], session: UnitOfWork) -> Outcome:
+    """What the scheduler sends for a due item: the sweep, at the item's due time should the
+    writer's clock not have reached it (the scheduler's time decides, docs/adr/0007). With
+    nothing left to do (a lot used up before its expiry) it records nothing."""
+    account = _swept_account(envelope, session, max(session.now, envelope.command.due_at))
+    ref = (account.id, account.version) if account.pending_events else None
+    return Outcome(value=account_view(account), created=False, entry_ref=ref)
+
+
 def get_account(envelope: Envelope[GetAccount], session: UnitOfWork) -> Outcome:
+    """The account as it stands at the writer's time: what has expired by then is shown
+    expired, though only the sweep (the scheduler's, or the next command's) records it."""
     account_id = envelope.command.account_id
     account_uuid = account_aggregate_id(envelope.tenant_id, account_id)
     account = session.get(Account, account_uuid, fresh=True)
     if account is None:
         raise AccountNotFoundError(f"account {account_id} not found")
     return Outcome(
-        value=account_view(account), created=False, entry_ref=(account.id, account.version)
+        value=effective_account_view(account, session.now),
+        created=False,
+        entry_ref=(account.id, account.version),
     )
 
 
 def get_hold(envelope: Envelope[GetHold], session: UnitOfWork) -> Outcome:
+    """The hold as it stands at the writer's time: an active hold past its expiry is shown
+    `expired` before the sweep records it."""
     command = envelope.command
     hold_uuid = aggregate_id(envelope.tenant_id, "hold", command.hold_id)
     record = session.get(HoldRecord, hold_uuid, fresh=True)
     if record is None or record.account_id != command.account_id:
         raise HoldNotFoundError(f"hold {command.hold_id} not found")
-    return Outcome(value=hold_view(record), created=False)
+    return Outcome(value=effective_hold_view(record, session.now), created=False)

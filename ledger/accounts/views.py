@@ -164,6 +164,25 @@ def account_view(account: Account) -> AccountView:
     )
 
 
+def effective_account_view(account: Account, now: datetime) -> AccountView:
+    """The account as it stands at `now`: holds past their expiry ended and the unheld
+    credits of lots past theirs gone, as the sweep will record them; `version` and
+    `updated_at` stay those of the last recorded event (nothing is recorded by a read)."""
+    swept = account.as_of(now)
+    view = account_view(swept)
+    if swept is account:
+        return view
+    return msgspec.structs.replace(view, version=account.version, updated_at=account.modified_on)
+
+
+def effective_hold_view(record: HoldRecord, now: datetime) -> HoldView:
+    """The hold as it stands at `now`: an active hold past its expiry is `expired`."""
+    view = hold_view(record)
+    if record.status == "active" and record.expires_at <= now:
+        return msgspec.structs.replace(view, status="expired")
+    return view
+
+
 def hold_view(record: HoldRecord) -> HoldView:
     return HoldView(
         hold_id=record.hold_id,

@@ -35,10 +35,11 @@ class Answers:
         session.checkpoint()  # nothing of this command before here
         command = envelope.command
         key = command.idempotency_key
-        handler = self.registry.spec_of(command).handler
+        spec = self.registry.spec_of(command)
+        handler = spec.handler
         if key is None:
             return handler(envelope, session)
-        stored = session.result(aggregate_id(envelope.tenant_id, "idempotency", key))
+        stored = session.result(aggregate_id(envelope.tenant_id, spec.key_space, key))
         if stored is not None:
             if stored.fingerprint != fingerprint(envelope):
                 raise IdempotencyKeyReusedError(
@@ -46,7 +47,7 @@ class Answers:
                 )
             return self.replay(stored)
         outcome = handler(envelope, session)
-        session.remember("idempotency", key, envelope, outcome)
+        session.remember(spec.key_space, key, envelope, outcome)
         return outcome
 
     def stored(

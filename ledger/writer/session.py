@@ -62,6 +62,9 @@ class BatchSession:
         self.results: dict[UUID, StoredResult] = {}
         self.found_results: dict[UUID, StoredResult] = {}
         self.absent: set[UUID] = set()  # aggregates known, for this batch, to have no events
+        # Aggregates loaded together by the prefetch, not yet asked for; when.
+        self.preloaded: dict[UUID, Any] = {}
+        self.preloaded_at = 0.0
         self.absent_results: set[UUID] = set()
         self.work_results: list[UUID] = []
         # Pending-event counts of the aggregates a command (a work) has seen, as first seen:
@@ -76,10 +79,18 @@ class BatchSession:
         usual case: every request a new key, every account opened a new one)."""
         candidates = set()
         opening = set()
+        loading: set[UUID] = set()
         registry = self.answers.registry
         for envelope in envelopes:
             command = envelope.command
             spec = registry.spec_of(command)
+            if spec.loads is not None:
+                loading.update(
+                    aggregate_id
+                    for aggregate_id in spec.loads(envelope)
+                    if self._behind_touched(aggregate_id) is None
+                    and self.cache.get(aggregate_id) is None
+                )
             if spec.creates is not None:
                 created = spec.creates(envelope)
                 if (
@@ -90,7 +101,7 @@ class BatchSession:
                     opening.add(created)
             if command.idempotency_key is not None:
                 candidates.add(
-                    ids.aggregate_id(envelope.tenant_id, "idempotency", command.idempotency_key)
+                    ids.aggregate_id(envelope.tenant_id, spec.key_space, command.idempotency_key)
                 )
             if spec.result_keys is not None:
                 candidates.update(spec.result_keys(envelope))
@@ -99,6 +110,10 @@ class BatchSession:
             self.absent_results = candidates - self.found_results.keys()
         if opening:
             self.absent = opening - self.ledger.stored_ids(opening)
+        if loading:
+            self.preloaded = self.ledger.load_many(loading)
+            self.preloaded_at = time.monotonic()
+            self.absent |= loading - self.preloaded.keys()
 
     def result(self, result_id: UUID) -> StoredResult | None:
         stored = self.results.get(result_id) or self.found_results.get(result_id)
@@ -158,6 +173,8 @@ class BatchSession:
         elif (cached := self.cache.get(aggregate_id)) is not None:
             aggregate, loaded_at = cached
             self.from_cache.add(aggregate_id)
+        elif aggregate_id in self.preloaded:
+            aggregate, loaded_at = self.preloaded.pop(aggregate_id), self.preloaded_at
         else:
             try:
                 return self.ledger.repository.get(aggregate_id), time.monotonic()

@@ -1,6 +1,6 @@
-"""`ledger serve` with LEDGER_BACKGROUND=process (the default) runs the follower (`ledger project`)
-and the relay (`ledger relay`) as supervised child processes, and the writer as a child of its
-own (`api.roles.writer_process`, "write" below). Real processes, a real PostgreSQL,
+"""`ledger serve` with LEDGER_BACKGROUND=process (the default) runs the follower (`ledger project`),
+the relay (`ledger relay`) and the scheduler (`ledger schedule`) as supervised child processes,
+and the writer as a child of its own (`api.roles.writer_process`, "write" below). Real processes, a real PostgreSQL,
 a real NATS server; nothing is mocked."""
 
 from __future__ import annotations
@@ -128,8 +128,8 @@ async def eventually(predicate: Callable[[], Any], timeout_s: float, what: str) 
 
 
 # Issue 16 added the webhook deliverer and the auto top-up watcher to serve's children.
-MONEY_ROLES = ("project", "relay", "webhooks", "topups")
-ALL_CHILDREN = ["project", "relay", "topups", "webhooks", "write"]
+MONEY_ROLES = ("project", "relay", "schedule", "webhooks", "topups")
+ALL_CHILDREN = ["project", "relay", "schedule", "topups", "webhooks", "write"]
 
 
 @pytest.fixture
@@ -277,12 +277,14 @@ async def test_serve_starts_one_project_child_and_one_relay_child_and_a_consume_
 ) -> None:
     await eventually(lambda: all(serve.started(role) for role in MONEY_ROLES), 5, "roles")
     project, relay = serve.started("project"), serve.started("relay")
-    assert len(project) == 1 and len(relay) == 1
+    schedule = serve.started("schedule")
+    assert len(project) == 1 and len(relay) == 1 and len(schedule) == 1
     [writer] = serve.writer_pids()
     [webhooks], [topups] = serve.started("webhooks"), serve.started("topups")
     assert serve.children() == {
         project[0]: "project",
         relay[0]: "relay",
+        schedule[0]: "schedule",
         writer: "write",
         webhooks: "webhooks",
         topups: "topups",
@@ -308,7 +310,7 @@ async def test_serve_hands_each_child_its_settings_on_a_pipe_never_on_the_comman
     serve: Serve, database_url: str
 ) -> None:
     children = await eventually(
-        lambda: len(serve.children()) == 5 and serve.children(), CHILD_TIMEOUT_S, "five children"
+        lambda: len(serve.children()) == 6 and serve.children(), CHILD_TIMEOUT_S, "six children"
     )
     serve_stdin = os.readlink(f"/proc/{serve.process.pid}/fd/0")
     for pid in children:
@@ -340,11 +342,12 @@ async def test_a_killed_project_child_is_started_again_and_later_consumes_reach_
         roles = await eventually(
             lambda: sorted(serve.children().values()) == ALL_CHILDREN and serve.children(),
             CHILD_TIMEOUT_S,
-            "one project, relay, webhooks, topups and writer child",
+            "one project, relay, schedule, webhooks, topups and writer child",
         )
         assert roles == {
             started[0]: "project",
             serve.started("relay")[0]: "relay",
+            serve.started("schedule")[0]: "schedule",
             serve.writer_pids()[0]: "write",
             serve.started("webhooks")[0]: "webhooks",
             serve.started("topups")[0]: "topups",
@@ -358,7 +361,7 @@ async def test_a_killed_project_child_is_started_again_and_later_consumes_reach_
 
 
 async def test_sigterm_to_serve_stops_its_children_and_serve_exits_0(serve: Serve) -> None:
-    await eventually(lambda: len(serve.children()) == 5, CHILD_TIMEOUT_S, "all five children")
+    await eventually(lambda: len(serve.children()) == 6, CHILD_TIMEOUT_S, "all six children")
     children = serve.children()
     assert sorted(children.values()) == ALL_CHILDREN
 

@@ -1,7 +1,7 @@
 """Which process plays which role, told by its command line: the one place that knows.
 
-`python -m api serve` starts the writer, the read-model follower and the NATS relay as child
-processes (each in a session of its own). When the modules move, only ROLE_COMMAND_LINES
+`python -m api serve` starts the writer, the read-model follower, the NATS relay and the
+scheduler as child processes (each in a session of its own). When the modules move, only ROLE_COMMAND_LINES
 changes: each role is recognised by a run of consecutive arguments in its argv.
 """
 
@@ -18,6 +18,7 @@ ROLE_COMMAND_LINES: dict[str, list[str]] = {
     "writer": ["-m", "api.roles.writer_process"],
     "follower": ["-m", "api", "project"],
     "relay": ["-m", "api", "relay"],
+    "scheduler": ["-m", "api", "schedule"],
 }
 # The JSON log events in which `serve` names the pid of a child it started.
 STARTED_EVENTS = ("background_role_started", "writer_process_started")

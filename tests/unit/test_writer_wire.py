@@ -62,6 +62,7 @@ ONE_OF_EACH: list[c.Envelope[c.Command]] = [
     c.ReleaseHold(tenant_id=T, account_id=A, hold_id="h"),
     c.AdjustBalance(tenant_id=T, account_id=A, amount=-4, reason="r"),
     c.ExpireCredits(tenant_id=T, account_id=A),
+    c.ExpireDue(tenant_id=T, account_id=A, due_at=LATER, idempotency_key="hold_expiry:x:h"),
     c.GetAccount(tenant_id=T, account_id=A),
     c.GetHold(tenant_id=T, account_id=A, hold_id="h"),
     c.GetTenant(tenant_id=T),
