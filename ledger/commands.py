@@ -50,6 +50,17 @@ class AccountCommand(Command, frozen=True, kw_only=True, forbid_unknown_fields=T
     account_id: AccountId = ""
 
 
+class Actor(msgspec.Struct, frozen=True, kw_only=True):
+    """Who did it, as an entry says: the API key that sent the command (None: the operator, or
+    the ledger itself) and, from the web console, its signed-in principal."""
+
+    key_id: str | None = None
+    principal: str | None = None
+
+
+NOBODY = Actor()  # what time (an expiry) and the ledger's own work are done by
+
+
 class Envelope(msgspec.Struct, Generic[C_co], frozen=True, kw_only=True):
     """A command with who sends it: the tenant it acts in, the API key that sent it (None: the
     platform operator, or the ledger itself) and, for a command sent from the web console, the
@@ -60,6 +71,11 @@ class Envelope(msgspec.Struct, Generic[C_co], frozen=True, kw_only=True):
     command: C_co
     key_id: str | None = None
     actor: str | None = None
+
+    @property
+    def by(self) -> Actor:
+        """Who sent the command, as its entries record it."""
+        return Actor(key_id=self.key_id, principal=self.actor)
 
 
 def validate(envelope: Envelope[Any], now: datetime) -> None:

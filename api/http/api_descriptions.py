@@ -127,6 +127,10 @@ BY_COMPONENT: dict[str, str] = {
     "RoleReport.last_error_age_s": "Seconds since that error",
     "RoleReport.heartbeat_age_s": "Seconds since it last reported (every second when running)",
     "RoleReport.counters": "The relay's: published, own_duplicates, foreign_duplicates",
+    "Entry.actor_key_id": "The API key the entry's command came with (left out: the ledger "
+    "itself, or the operator)",
+    "Entry.actor": "The console's signed-in principal, or `operator` for the operator's API "
+    "routes (left out otherwise)",
     "ApiKeyView.successor_key_id": "The key that replaced it by a rotation, if any",
     "ApiKeyView.predecessor_key_id": "The key it replaced by a rotation, if any",
     "Problem.type": "`urn:credits-ledger:problem:<code>`",

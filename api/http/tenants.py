@@ -68,6 +68,11 @@ TenantAfter = Annotated[
 TenantLimit = Annotated[int, QueryParameter(ge=1, le=TENANT_PAGE_SIZE_MAX)]
 
 
+# Who an entry says sent a command with the operator's key through the API (the console names
+# its session instead).
+OPERATOR_ACTOR = "operator"
+
+
 class ApiKeyList(msgspec.Struct, frozen=True, kw_only=True):
     items: list[ApiKeyView]
 
@@ -172,9 +177,10 @@ async def operator_grant(
     account_id: str,
     command: GrantCredits,
     idempotency_key: str | None,
-    actor: str | None = None,
+    actor: str = OPERATOR_ACTOR,
 ) -> Response[Any]:
-    """A grant the platform operator makes in a tenant's account (a recharge)."""
+    """A grant the platform operator makes in a tenant's account (a recharge); its entry's
+    `actor` says so (`operator`, or the console's session)."""
     check_tenant_id(tenant_id)
     if command.account_id:
         raise ApiError(

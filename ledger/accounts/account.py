@@ -35,6 +35,7 @@ from ledger.accounts.lots import (
     plan_draws,
     plan_restores,
 )
+from ledger.commands import NOBODY, Actor
 from ledger.errors import HoldNotActiveError, InsufficientCreditsError, LimitExceededError
 from ledger.limits import ACTIVE_HOLDS_PER_ACCOUNT_MAX, BALANCE_MAX
 from ledger.topics import stored_as
@@ -84,7 +85,12 @@ class Account(AccountState, Aggregate):
 
     @classmethod
     def open(
-        cls, aggregate_id: UUID, tenant_id: str, account_id: str, metadata: dict[str, Any]
+        cls,
+        aggregate_id: UUID,
+        tenant_id: str,
+        account_id: str,
+        metadata: dict[str, Any],
+        by: Actor = NOBODY,
     ) -> Account:
         return cls._create(
             cls.Opened,
@@ -95,6 +101,8 @@ class Account(AccountState, Aggregate):
             amount=0,
             balance=0,
             held=0,
+            actor_key_id=by.key_id,
+            actor=by.principal,
         )
 
     def _trigger(self, event_class: type[Aggregate.Event], **fields: Any) -> None:
@@ -135,13 +143,15 @@ class Account(AccountState, Aggregate):
                 available=available,
             )
 
-    def _common(self, amount: int, held_change: int = 0) -> dict[str, Any]:
+    def _common(self, amount: int, held_change: int = 0, by: Actor = NOBODY) -> dict[str, Any]:
         return {
             "tenant_id": self.tenant_id,
             "account_id": self.account_id,
             "amount": amount,
             "balance": self.balance + amount,
             "held": self.held + held_change,
+            "actor_key_id": by.key_id,
+            "actor": by.principal,
         }
 
     def _credits_in(self, amount: int, terms: LotTerms, new_lot_id: str) -> tuple[int, str]:
@@ -162,13 +172,14 @@ class Account(AccountState, Aggregate):
         expires_at: datetime | None,
         priority: int,
         metadata: dict[str, Any],
+        by: Actor = NOBODY,
     ) -> None:
         self._check_room(amount)
         terms = LotTerms(source="grant", expires_at=expires_at, priority=priority)
         debt_repaid, lot_id = self._credits_in(amount, terms, lot_id)
         self._trigger(
             self.CreditsGranted,
-            **self._common(amount),
+            **self._common(amount, by=by),
             lot_id=lot_id,
             source="grant",
             expires_at=expires_at,
@@ -188,13 +199,14 @@ class Account(AccountState, Aggregate):
         expires_at: datetime | None,
         priority: int,
         metadata: dict[str, Any],
+        by: Actor = NOBODY,
     ) -> None:
         self._check_room(amount)
         terms = LotTerms(source="purchase", expires_at=expires_at, priority=priority)
         debt_repaid, lot_id = self._credits_in(amount, terms, lot_id)
         self._trigger(
             self.CreditsPurchased,
-            **self._common(amount),
+            **self._common(amount, by=by),
             lot_id=lot_id,
             source="purchase",
             expires_at=expires_at,
@@ -215,6 +227,7 @@ class Account(AccountState, Aggregate):
         user_id: str | None,
         metadata: dict[str, Any],
         overdraft_limit: int,
+        by: Actor = NOBODY,
     ) -> None:
         balance, held = self.balance, self.held  # each a sum over lots or holds
         self._check_can_take(amount, overdraft_limit, balance - held)
@@ -226,6 +239,8 @@ class Account(AccountState, Aggregate):
             amount=-amount,
             balance=balance - amount,
             held=held,
+            actor_key_id=by.key_id,
+            actor=by.principal,
             consumption_id=consumption_id,
             operation=operation,
             resource=resource,
@@ -245,6 +260,7 @@ class Account(AccountState, Aggregate):
         returnable: list[ReturnableDraw],
         refund_lot_id: str,
         now: datetime,
+        by: Actor = NOBODY,
     ) -> list[Restore]:
         """Gives `amount` back: first paying down debt, then to the lots the consumption drew
         from (last drawn first) while they have not expired, the rest into a new `refund` lot.
@@ -254,7 +270,7 @@ class Account(AccountState, Aggregate):
         restores = plan_restores(self.lots, returnable, amount - debt_repaid, refund_lot_id, now)
         self._trigger(
             self.CreditsRefunded,
-            **self._common(amount),
+            **self._common(amount, by=by),
             consumption_id=consumption_id,
             operation=operation,
             reason=reason,
@@ -274,6 +290,7 @@ class Account(AccountState, Aggregate):
         expires_at: datetime,
         metadata: dict[str, Any],
         overdraft_limit: int,
+        by: Actor = NOBODY,
     ) -> None:
         if len(self.holds) >= ACTIVE_HOLDS_PER_ACCOUNT_MAX:
             raise LimitExceededError(
@@ -282,7 +299,7 @@ class Account(AccountState, Aggregate):
         self._check_can_take(amount, overdraft_limit)
         self._trigger(
             self.HoldPlaced,
-            **self._common(0, held_change=amount),
+            **self._common(0, held_change=amount, by=by),
             hold_id=hold_id,
             operation=operation,
             hold_amount=amount,
@@ -300,7 +317,13 @@ class Account(AccountState, Aggregate):
         return hold
 
     def capture_hold(
-        self, *, hold_id: str, amount: int, consumption_id: str, usage: CaptureUsage
+        self,
+        *,
+        hold_id: str,
+        amount: int,
+        consumption_id: str,
+        usage: CaptureUsage,
+        by: Actor = NOBODY,
     ) -> None:
         """Takes `amount` of the hold; `usage` is what its entry says the credits paid for
         (the hold's, with what the capture gave of its own)."""
@@ -310,7 +333,7 @@ class Account(AccountState, Aggregate):
         draws = plan_capture(self.lots, hold.reservations, amount)
         self._trigger(
             self.HoldCaptured,
-            **self._common(-amount, held_change=-hold.amount),
+            **self._common(-amount, held_change=-hold.amount, by=by),
             hold_id=hold_id,
             hold_amount=hold.amount,
             consumption_id=consumption_id,
@@ -322,16 +345,18 @@ class Account(AccountState, Aggregate):
             metadata=usage.metadata,
         )
 
-    def release_hold(self, *, hold_id: str) -> None:
+    def release_hold(self, *, hold_id: str, by: Actor = NOBODY) -> None:
         hold = self.active_hold(hold_id)
         self._trigger(
             self.HoldReleased,
-            **self._common(0, held_change=-hold.amount),
+            **self._common(0, held_change=-hold.amount, by=by),
             hold_id=hold_id,
             hold_amount=hold.amount,
         )
 
-    def adjust(self, *, amount: int, reason: str, lot_id: str, overdraft_limit: int) -> None:
+    def adjust(
+        self, *, amount: int, reason: str, lot_id: str, overdraft_limit: int, by: Actor = NOBODY
+    ) -> None:
         if amount > 0:
             self._check_room(amount)
             debt_repaid, lot_id = self._credits_in(amount, ADJUSTMENT_LOT_TERMS, lot_id)
@@ -342,7 +367,7 @@ class Account(AccountState, Aggregate):
             debt_repaid, draws, new_lot_id = 0, plan_draws(self.lots, -amount), None
         self._trigger(
             self.BalanceAdjusted,
-            **self._common(amount),
+            **self._common(amount, by=by),
             reason=reason,
             lot_id=new_lot_id,
             debt_repaid=debt_repaid,
@@ -350,7 +375,14 @@ class Account(AccountState, Aggregate):
         )
 
     def reverse(
-        self, *, payment_ref: str, lot_id: str, amount: int, reason: str, policy: str
+        self,
+        *,
+        payment_ref: str,
+        lot_id: str,
+        amount: int,
+        reason: str,
+        policy: str,
+        by: Actor = NOBODY,
     ) -> None:
         """Takes back `amount` of a purchase: first what its lot still has unheld; the rest,
         under the policy "debt", from the account's other unheld credits in burn-down order and
@@ -369,7 +401,7 @@ class Account(AccountState, Aggregate):
         taken = amount - written_off
         self._trigger(
             self.CreditsReversed,
-            **self._common(-taken),
+            **self._common(-taken, by=by),
             payment_ref=payment_ref,
             reason=reason,
             lot_id=lot_id,
@@ -377,10 +409,10 @@ class Account(AccountState, Aggregate):
             written_off=written_off,
         )
 
-    def request_topup(self, *, metadata: dict[str, Any]) -> None:
+    def request_topup(self, *, metadata: dict[str, Any], by: Actor = NOBODY) -> None:
         """Says an auto top-up is wanted (ledger/topups/ decides when): no credits move."""
         self._trigger(
-            self.TopUpRequested, **self._common(0), reason="auto_topup", metadata=metadata
+            self.TopUpRequested, **self._common(0, by=by), reason="auto_topup", metadata=metadata
         )
 
     def has_due(self, now: datetime) -> bool:

@@ -9,6 +9,7 @@ needs nothing but the event itself.
 
 from __future__ import annotations
 
+from dataclasses import KW_ONLY
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -126,6 +127,12 @@ class AccountEvent(Aggregate.Event):
     amount: int  # the signed change of balance
     balance: int  # after this event
     held: int  # after this event
+    # Who sent the command (ledger.commands.Actor): its API key and its console principal.
+    # Keyword-only with defaults: events stored before they existed read them as None, so no
+    # class changed its version for them.
+    _: KW_ONLY
+    actor_key_id: str | None = None
+    actor: str | None = None
 
     entry_type: ClassVar[str] = ""
 
@@ -147,6 +154,9 @@ class Opened(Aggregate.Created):
     amount: int
     balance: int
     held: int
+    _: KW_ONLY
+    actor_key_id: str | None = None  # as AccountEvent's
+    actor: str | None = None
     entry_type: ClassVar[str] = "open"
 
     def apply(self, aggregate: Any) -> None:

@@ -159,7 +159,9 @@ def open_account(envelope: Envelope[OpenAccount], session: UnitOfWork) -> Outcom
     if existing is not None:
         ref = (account_uuid, existing.version)
         return Outcome(value=account_view(existing), created=False, entry_ref=ref)
-    account = Account.open(account_uuid, envelope.tenant_id, command.account_id, command.metadata)
+    account = Account.open(
+        account_uuid, envelope.tenant_id, command.account_id, command.metadata, by=envelope.by
+    )
     bonus = command.signup_bonus if command.signup_bonus is not None else settings.signup_bonus
     if bonus > 0:
         days = settings.signup_bonus_expires_in_days
@@ -170,6 +172,7 @@ def open_account(envelope: Envelope[OpenAccount], session: UnitOfWork) -> Outcom
             expires_at=session.now + timedelta(days=days) if days else None,
             priority=PRIORITY_DEFAULT,
             metadata={},
+            by=envelope.by,
         )
     session.add(account)
     return Outcome(value=account_view(account), entry_ref=(account_uuid, 1))
@@ -186,6 +189,7 @@ def grant_credits(envelope: Envelope[GrantCredits], session: UnitOfWork) -> Outc
         expires_at=command.expires_at,
         priority=PRIORITY_DEFAULT if command.priority is None else command.priority,
         metadata=command.metadata,
+        by=envelope.by,
     )
     return _entry_outcome(account)
 
@@ -236,6 +240,7 @@ def purchase_credits(envelope: Envelope[PurchaseCredits], session: UnitOfWork) -
         expires_at=command.expires_at,
         priority=PRIORITY_DEFAULT,
         metadata=command.metadata,
+        by=envelope.by,
     )
     outcome = _entry_outcome(account)
     session.remember("payment", command.payment_ref, envelope, outcome)
@@ -289,6 +294,7 @@ def reverse_credits(envelope: Envelope[ReverseCredits], session: UnitOfWork) -> 
         amount=amount,
         reason=command.reason,
         policy=settings.reversal,
+        by=envelope.by,
     )
     record.record(amount)
     session.add(record)
@@ -307,6 +313,7 @@ def consume_credits(envelope: Envelope[ConsumeCredits], session: UnitOfWork) -> 
         user_id=command.user_id,
         metadata=command.metadata,
         overdraft_limit=settings.overdraft_limit,
+        by=envelope.by,
     )
     return _entry_outcome(account)
 
@@ -332,6 +339,7 @@ def refund_consumption(envelope: Envelope[RefundConsumption], session: UnitOfWor
         returnable=record.returnable,
         refund_lot_id=new_id(),
         now=session.now,
+        by=envelope.by,
     )
     record.refund(amount)
     session.add(record)
@@ -353,6 +361,7 @@ def place_hold(envelope: Envelope[PlaceHold], session: UnitOfWork) -> Outcome:
         expires_at=expires_at,
         metadata=command.metadata,
         overdraft_limit=settings.overdraft_limit,
+        by=envelope.by,
     )
     _, ref = _entry(account)
     record = HoldRecord._create(
@@ -402,6 +411,7 @@ def capture_hold(envelope: Envelope[CaptureHold], session: UnitOfWork) -> Outcom
         amount=amount,
         consumption_id=new_consumption_id(account.version + 1),
         usage=usage,
+        by=envelope.by,
     )
     outcome = _entry_outcome(account)
     record.end("captured", amount)
@@ -413,7 +423,7 @@ def capture_hold(envelope: Envelope[CaptureHold], session: UnitOfWork) -> Outcom
 def release_hold(envelope: Envelope[ReleaseHold], session: UnitOfWork) -> Outcome:
     account = _swept_account(envelope, session)
     record = _active_hold_record(envelope, session)
-    account.release_hold(hold_id=envelope.command.hold_id)
+    account.release_hold(hold_id=envelope.command.hold_id, by=envelope.by)
     outcome = _entry_outcome(account)
     outcome.created = False
     record.end("released")
@@ -431,6 +441,7 @@ def adjust_balance(envelope: Envelope[AdjustBalance], session: UnitOfWork) -> Ou
         reason=command.reason,
         lot_id=new_id(),
         overdraft_limit=settings.overdraft_limit,
+        by=envelope.by,
     )
     return _entry_outcome(account)
 

@@ -23,6 +23,7 @@ goes through the library's mapper, as `decode_entries` does for everything; the 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
@@ -99,6 +100,8 @@ class _EntryState(msgspec.Struct, kw_only=True):
     payment_ref: str | None = None
     price: msgspec.Raw = msgspec.Raw()  # empty when absent; decoded only if present
     metadata: msgspec.Raw = msgspec.Raw()
+    actor_key_id: str | None = None
+    actor: str | None = None
 
 
 _state_decoder = msgspec.json.Decoder(_EntryState)
@@ -133,7 +136,13 @@ def _account_event_kind(topic: str) -> _Kind | None:
         return None
     if not (isinstance(cls, type) and issubclass(cls, Account.Event | Account.Opened)):
         return None
-    if not cls.entry_type or any(hasattr(cls, name) for name in ENTRY_FIELDS):
+    # A class attribute that is no dataclass field (a constant of the class) would not be in
+    # the stored state; a field's default (the actor of an event stored before it) is what an
+    # absent key decodes to here too.
+    fields = {field.name for field in dataclasses.fields(cls)}
+    if not cls.entry_type or any(
+        hasattr(cls, name) and name not in fields for name in ENTRY_FIELDS
+    ):
         return None
     declared = entry_fields(cls)
     undeclared = tuple(name for name in ENTRY_FIELDS if name not in declared)

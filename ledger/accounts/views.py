@@ -42,6 +42,10 @@ class Entry(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     payment_ref: str | None = None
     price: dict[str, str] | None = None
     metadata: dict[str, Any] | None = None
+    # Who sent the command: its API key's id and, from the web console, its principal (both
+    # left out for what the ledger did itself: an expiry, a top-up request, an older entry).
+    actor_key_id: str | None = None
+    actor: str | None = None
 
 
 class LotView(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -104,6 +108,8 @@ ENTRY_FIELDS = (
     "payment_ref",
     "price",
     "metadata",
+    "actor_key_id",
+    "actor",
 )
 
 

@@ -120,8 +120,8 @@ def _ask(account: Account, record: TopUpRecord, session: UnitOfWork, **open_: An
             "credits": open_["credits"],
             "attempt": open_["attempt"],
             "attempts_max": TOPUP_ATTEMPTS_MAX,
-        }
-    )
+        },
+    )  # by the ledger itself (the top-up watcher): no key, no principal
     session.add(record)
     session.add(account)
 
