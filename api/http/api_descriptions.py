@@ -4,7 +4,10 @@ the words of docs/api.md, added to the OpenAPI document where the structs' own `
 descriptions leave a field undescribed (api/http/api_docs.py applies them).
 
 A description is looked up as `Component.field` first, then as `field`: most names mean one
-thing everywhere (`balance`, `position`), a few mean something else in one struct.
+thing everywhere (`balance`, `position`), a few mean something else in one struct. A
+`Component.field` replaces what the field's own `Meta` says (a shared type's words, such as
+`Amount`'s "Credits, 1 to 10^15", are too general for a capture or a reversal); a `field`
+only fills in where the struct says nothing.
 """
 
 from __future__ import annotations
@@ -57,7 +60,10 @@ FIELDS: dict[str, str] = {
     "overdraft_limit": "How far below zero `available` may go (0–10^15)",
     "low_balance_threshold": "A `low_balance` message when available falls below it; null: off",
     "purchase_rates": "Credits per one unit of each currency, as positive decimal strings",
-    "settings": "The tenant's settings (all five)",
+    "settings": "The tenant's settings: in an answer the first five always, reversal_policy "
+    "once it is set",
+    "reversal_policy": "What a reversal takes back of credits already spent: `debt` (the "
+    "default: the account's other credits, then below zero) or `remaining` (nothing more)",
     "name": "A name for people: text, at most 1,000 characters",
     "scopes": "What the key may do: 1–5 of accounts:read, accounts:write, credits:consume, reports:read, keys:manage",
     "key": "The secret: present only in the answer that created the key",
@@ -105,7 +111,8 @@ FIELDS: dict[str, str] = {
 
 BY_COMPONENT: dict[str, str] = {
     "Entry.amount": "The signed change of balance",
-    "Entry.type": "open, grant, purchase, consume, refund, hold, capture, release, expire or adjust",
+    "Entry.type": "open, grant, purchase, consume, refund, hold, capture, release, expire, "
+    "adjust, reverse or topup_requested",
     "Entry.expires_at": "The lot's (grant, purchase) or the hold's expiry",
     "Entry.held": "Credits held after the entry",
     "AdjustBalance.amount": "Signed credits, not 0, −10^15 to 10^15",
@@ -142,17 +149,113 @@ BY_COMPONENT: dict[str, str] = {
     "UsageRow.refunded": "Credits refunded, on the day of the refund, under the consumption's operation",
     "StreamToken.account_id": "The one account it streams, when limited to one",
     "StreamToken.expires_at": "After this it opens no stream (one it opened stays open)",
-    "StreamTokenRequest.account_id": "Limit the token to this account",
     "Price.amount": 'A decimal string, "9.99" (at most 40 characters)',
     "CaptureHold.amount": "Credits to capture (default: all of the hold)",
     "CaptureHoldBody.amount": "Credits to capture (default: all of the hold)",
-    "PurchaseCredits.amount": "Credits; default: price × the tenant's purchase rate",
-    "PurchaseCreditsBody.amount": "Credits; default: price × the tenant's purchase rate",
+    "PurchaseCredits.amount": "Credits; default: the quote's, else the price book's rule, else "
+    "price × purchase_rates (rounded down)",
+    "PurchaseCreditsBody.amount": "Credits; default: the quote's, else the price book's rule, "
+    "else price × purchase_rates (rounded down)",
     "RefundConsumption.amount": "Credits to give back (default: all still refundable)",
     "RefundConsumptionBody.amount": "Credits to give back (default: all still refundable)",
     "OpenAccount.signup_bonus": "Credits granted on opening; default the tenant's signup_bonus",
     "OpenAccountBody.signup_bonus": "Credits granted on opening; default the tenant's signup_bonus",
     "ApiKeyList.items": "The keys, never their secrets",
+    "UpdateTenantBody.settings": "The settings to change; those left out stay as they are",
+    # money in and news out (issue 16): the price book and quotes
+    "PriceBookView.current": "The version in effect now; null until the first takes effect",
+    "PriceBookView.scheduled": "The versions whose effective_from is still ahead, soonest first "
+    "(left out when none)",
+    "PriceBookHistory.items": "Every version, oldest first",
+    "PriceBookVersionView.version": "The version's number: 1 for the first, one more for each after",
+    "PriceBookVersionView.effective_from": "When it takes effect: the version in effect at a time "
+    "is the one with the latest effective_from at or before it",
+    "PriceBookVersionView.published_at": "When it was published (UTC)",
+    "PriceBookVersionView.rules": "Its rules, one per currency",
+    "CreateQuoteBody.credits": "Or: the credits to price, 1–10^15 (with currency)",
+    "QuoteView.quote_id": "The quote's id (`q_…`): a purchase redeems it as quote_id",
+    "QuoteView.credits": "The credits a purchase naming the quote is credited",
+    "QuoteView.price": "The price: as asked, or the smallest in whole minor units that buys the "
+    "credits",
+    "QuoteView.rule_version": "The price book version it was priced by",
+    "QuoteView.expires_at": "A purchase naming it after this answers 409 quote_expired",
+    "QuoteView.account_id": "When set, only a purchase on this account may redeem it",
+    "QuoteView.redeemed_by": "The payment_ref of the purchase that redeemed it (absent until then)",
+    # reversals
+    "ReverseCreditsBody.payment_ref": "The payment_ref of the purchase of this account to take back",
+    "ReverseCreditsBody.amount": "Credits to take back, at most what is left to reverse (default: "
+    "all of it)",
+    # auto top-up
+    "AccountTopUpView.policy": "The policy that applies: the account's own, else the tenant's "
+    "default; null: none",
+    "AccountTopUpView.source": "Whose the policy is: `account` or `tenant` (left out when none "
+    "applies)",
+    "AccountTopUpView.requested_this_month": "Top-ups requested this calendar month (UTC), "
+    "counted against monthly_max",
+    "AccountTopUpView.open": "The request open now, if any: the next purchase closes it",
+    "AccountTopUpView.last": "How the last request ended: `{topup_id, status: closed | abandoned, "
+    "by}`, `by` the payment_ref of the purchase that closed it",
+    "OpenTopUp.topup_id": "The request's id (`tu_…`): the idempotency key the payment side must "
+    "reuse; every retry carries the same",
+    "OpenTopUp.credits": "Credits asked for: target − available, or the policy's amount",
+    "OpenTopUp.attempt": "Which time it is asked: 1, then 2–4 for the retries after 5 min, "
+    "15 min and 1 h",
+    "OpenTopUp.requested_at": "When this attempt asked (UTC)",
+    "TopUpPolicyView.policy": "The tenant's default policy; null while none is set",
+    "TopUpPolicyView.source": "Whose the policy is: `tenant` on these routes",
+    # payment webhooks
+    "WebhookSecretView.secret_id": "The secret's id: DELETE …/secrets/{secret_id} retires it",
+    "WebhookSecretView.provider": "The payment provider: `stripe`",
+    "WebhookSecretView.hint": "The secret's last 4 characters, to tell secrets apart",
+    "InboxPage.items": "The events, oldest first",
+    "InboxEvent.seq": "The row's place in the tenant's inbox: pass it as `after` to page",
+    "InboxEvent.provider": "The payment provider: `stripe`",
+    "InboxEvent.event_id": "The provider's event id (Stripe's `evt_…`): each is applied once",
+    "InboxEvent.type": "The provider's event type: checkout.session.completed, charge.refunded, …",
+    "InboxEvent.status": "received (kept, not yet applied), applied, ignored or failed",
+    "InboxEvent.received_at": "When the ledger first received it (UTC)",
+    "InboxEvent.payload": "The event exactly as the provider sent it",
+    "InboxEvent.applied_at": "When it was applied, ignored or failed (absent while received)",
+    "InboxEvent.detail": "Ignored: why; failed: what stopped it",
+    "InboxEvent.payment_ref": "Applied: the payment_ref it purchased or reversed",
+    "InboxEvent.account_id": "Applied: the account it credited or took back from",
+    "InboxEvent.position": "Applied: the position of the entry it recorded",
+    # outbound webhooks
+    "EndpointView.endpoint_id": "The endpoint's id (`ep_…`)",
+    "EndpointView.url": "Where its messages are POSTed",
+    "EndpointView.event_types": "The message types it receives (exact, a prefix `entry.*`, or "
+    "`*`); empty: every type",
+    "EndpointView.description": "A note for people (empty when none)",
+    "EndpointView.enabled": "false: disabled (by its failures, or a PATCH); nothing is queued or "
+    "sent to it",
+    "EndpointView.disabled_reason": "Present when its failures disabled it (every attempt failed "
+    "for 24 h, 10 or more in a row): why",
+    "EndpointView.consecutive_failures": "Attempts failed in a row (left out when 0)",
+    "EndpointView.failing_since": "When its run of failed attempts began (absent when none)",
+    "EndpointView.secret": "The signing secret (`whsec_…`): only in the answer that created the "
+    "endpoint",
+    "DeliveryPage.items": "The deliveries, oldest first",
+    "DeliveryView.delivery_id": "The delivery's id: pass it as `after` to page, or to …/redeliver",
+    "DeliveryView.message_id": "Its webhook-id: `msg_<position>` (`msg_<position>_low_balance`), "
+    "the same on every attempt and for every endpoint",
+    "DeliveryView.type": "The message type: entry.<entry type>, low_balance or topup.requested",
+    "DeliveryView.account_id": "The account the message is of",
+    "DeliveryView.position": "The position of the entry the message is of",
+    "DeliveryView.status": "pending (due at due_at), delivered or failed",
+    "DeliveryView.attempts": "Attempts made (a redelivery counts again from 0)",
+    "DeliveryView.created_at": "When it was queued (UTC)",
+    "DeliveryView.due_at": "While pending: when its next attempt is due",
+    "DeliveryView.delivered_at": "When an attempt was answered 2xx",
+    "DeliveryView.last_status": "The HTTP status of the last attempt's answer, if it had one",
+    "DeliveryView.last_error": "Why the last attempt failed (absent once delivered)",
+    "DeliveryView.attempt_log": "Every attempt, oldest first",
+    "AttemptView.attempt": "Its number in the delivery, from 1",
+    "AttemptView.at": "When it ended (UTC)",
+    "AttemptView.duration_ms": "How long it took, in milliseconds",
+    "AttemptView.status": "The HTTP status of the answer, if there was one",
+    "AttemptView.error": "Why it failed: the status it answered, a refused address, a timeout, "
+    "a connection error",
+    "AttemptView.answer": "The first 1 KiB of the answer's body",
 }
 
 # Operations whose handlers have no docstring: what they do beyond their summary.

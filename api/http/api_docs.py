@@ -36,10 +36,23 @@ TAGS = [
     ),
     Tag(name="api-keys", description="A tenant's own API keys (scope keys:manage)."),
     Tag(name="accounts", description="Open accounts, move credits, read them as committed."),
+    Tag(name="pricing", description="The price book (versions of conversion rules) and quotes."),
+    Tag(
+        name="payments",
+        description="Stripe's webhooks, verified and kept in an inbox; their signing secrets.",
+    ),
+    Tag(
+        name="topups",
+        description="Auto top-up: ask for a purchase when an account's available falls too low.",
+    ),
     Tag(name="reports", description="Usage, history and the audit replay, from the read models."),
     Tag(
         name="streams",
         description="Live entries over SSE and WebSocket, and browser tokens for them.",
+    ),
+    Tag(
+        name="webhooks",
+        description="Outbound webhooks: a tenant's endpoints, their deliveries and redeliveries.",
     ),
     Tag(name="operations", description="Health, readiness and metrics."),
 ]
@@ -88,17 +101,21 @@ def assets_router() -> Router:
 def describe(app: Litestar) -> None:
     """On start-up: the OpenAPI document, once built, gets what the handlers' docstrings and
     the structs' `Meta` leave out: a description for every field and operation
-    (api/http/api_descriptions.py), an example for every body and answer
-    (api/http/api_examples.py), and a tag for the operational routes."""
+    (api/http/api_descriptions.py; a `Component.field` there also replaces what a shared
+    type's `Meta` says), an example for every body and answer (api/http/api_examples.py),
+    and a tag for the operational routes."""
     plugin = app.plugins.get(OpenAPIPlugin)
     document = plugin.provide_openapi_schema()
     for name, component in document.get("components", {}).get("schemas", {}).items():
         properties = component.get("properties") or {}
         for field_name, field in properties.items():
-            if "description" not in field:
-                described = BY_COMPONENT.get(f"{name}.{field_name}") or FIELDS.get(field_name)
-                if described is not None:
-                    field["description"] = described
+            # The component's own words first (they say what a shared type's `Meta` cannot:
+            # a capture's amount, a reversal's), then the field's `Meta`, then the name's.
+            described = BY_COMPONENT.get(f"{name}.{field_name}")
+            if described is None and "description" not in field:
+                described = FIELDS.get(field_name)
+            if described is not None:
+                field["description"] = described
         if name in EXAMPLES:
             component["examples"] = [example_of(name, properties)]
     for path, item in document.get("paths", {}).items():

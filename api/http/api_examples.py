@@ -5,23 +5,34 @@ having one). A body's example leaves out what the route gives from the path or a
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
 
 from api.http.batch import BatchAnswer, BatchBody, BatchResult
 from api.http.health import Health
+from api.http.payment_store import InboxEvent, InboxPage, WebhookSecretView
+from api.http.payments import NewWebhookSecret, WebhookReceipt, WebhookSecretList
 from api.http.problems import problem
 from api.http.read_models import EntryPage
 from api.http.reports import Verification
 from api.http.stream_tokens import StreamToken, StreamTokenRequest
 from api.http.tenants import ApiKeyList, DisableBody, TenantPage
+from api.http.webhooks import EndpointList, EndpointPatch, NewEndpoint, Redelivery
+from events.webhooks.store import AttemptView, DeliveryPage, DeliveryView, EndpointView
 from ledger.accounts import commands as c
 from ledger.accounts.views import AccountView, Entry, HoldView, LotView, Totals
+from ledger.pricing.commands import CreateQuote, PublishPriceBook
+from ledger.pricing.rules import PriceRule, Tier
+from ledger.pricing.views import PriceBookHistory, PriceBookVersionView, PriceBookView, QuoteView
 from ledger.tenants.commands import CreateApiKey, CreateTenant, RotateApiKey, UpdateTenant
 from ledger.tenants.settings import TenantSettings, TenantSettingsPatch
 from ledger.tenants.views import ApiKeyView, TenantView
+from ledger.topups.commands import SetAccountTopUp, SetTenantTopUp
+from ledger.topups.policy import TopUpSettings
+from ledger.topups.record import OpenTopUp
+from ledger.topups.views import AccountTopUpView, TopUpPolicyView
 from projections.queries import Balance, UsageReport, UsageRow, UsageTotal
 
 AT = datetime(2026, 11, 22, 10, 0, 0, 123456, tzinfo=UTC)
@@ -75,6 +86,186 @@ HOLD_VIEW = HoldView(
     position=1233,
 )
 GRANT = c.GrantCredits(amount=500, reason="welcome pack", expires_at=EXPIRES, priority=100)
+
+# Money in and news out (issue 16): the price book and a quote by it, a reversal, auto top-up,
+# Stripe's webhook and its inbox, outbound webhook endpoints and their deliveries.
+FIRST_RULE = PriceRule(currency="USD", credits_per_unit="100")
+USD_RULE = PriceRule(
+    currency="USD",
+    credits_per_unit="100",
+    bonus_percent="10",
+    tiers=[Tier(min_amount="50", credits_per_unit="120")],
+)
+FIRST_VERSION = PriceBookVersionView(
+    version=1, effective_from=AT, published_at=AT, rules=[FIRST_RULE]
+)
+VERSION = PriceBookVersionView(
+    version=2, effective_from=LATER, published_at=LATER, rules=[USD_RULE]
+)
+NEXT_VERSION = PriceBookVersionView(
+    version=3,
+    effective_from=EXPIRES,
+    published_at=LATER,
+    rules=[msgspec.structs.replace(USD_RULE, bonus_percent="0")],
+)
+USD_9_99 = c.Price(amount="9.99", currency="USD")
+TOPUP_POLICY = TopUpSettings(below=100, target=1_000, monthly_max=3)
+STRIPE_EVENT = "evt_1QexampleCheckoutPaid"
+STRIPE_PAYLOAD = msgspec.json.encode(
+    {
+        "id": STRIPE_EVENT,
+        "object": "event",
+        "type": "checkout.session.completed",
+        "data": {
+            "object": {
+                "object": "checkout.session",
+                "payment_status": "paid",
+                "payment_intent": "pi_3Nk2",
+                "amount_total": 999,
+                "currency": "usd",
+                "metadata": {"account_id": ACCOUNT},
+            }
+        },
+    }
+)
+STRIPE_SECRET = WebhookSecretView(
+    secret_id="c2d9e0f1-7a6b-4c5d-8e9f-0a1b2c3d4e5f",  # noqa: S106 - an id, not a secret
+    provider="stripe",
+    hint="Docs",
+    created_at=AT,
+)
+ENDPOINT = EndpointView(
+    endpoint_id="ep_7c9e6679f4a84b1a9e2b3c4d5e6f7a8b",
+    url="https://hooks.example.com/ledger",
+    event_types=["entry.*", "low_balance"],
+    description="billing service",
+    enabled=True,
+    created_at=AT,
+    updated_at=AT,
+)
+DELIVERED_AT = LATER + timedelta(seconds=15)
+
+MONEY: dict[str, msgspec.Struct] = {
+    "PublishPriceBookBody": PublishPriceBook(rules=[USD_RULE]),
+    "PriceBookVersionView": VERSION,
+    "PriceBookView": PriceBookView(current=VERSION, scheduled=[NEXT_VERSION]),
+    "PriceBookHistory": PriceBookHistory(items=[FIRST_VERSION, VERSION, NEXT_VERSION]),
+    "CreateQuoteBody": CreateQuote(price=USD_9_99, account_id=ACCOUNT),
+    # 9.99 USD at 100 credits/USD and a 10 % bonus: floor(1098.9)
+    "QuoteView": QuoteView(
+        quote_id="q_4f1d2c3b5a6948e7b8c9d0e1f2a3b4c5",
+        credits=1_098,
+        price=USD_9_99,
+        rule_version=2,
+        expires_at=LATER + timedelta(seconds=900),
+        created_at=LATER,
+        account_id=ACCOUNT,
+    ),
+    "ReverseCreditsBody": c.ReverseCredits(
+        payment_ref="pi_3Nk2", reason="payment refunded in part", share="0.5"
+    ),
+    "SetAccountTopUpBody": SetAccountTopUp(below=100, target=1_000, monthly_max=3),
+    "AccountTopUpView": AccountTopUpView(
+        account_id=ACCOUNT,
+        policy=TOPUP_POLICY,
+        source="account",
+        requested_this_month=2,
+        open=OpenTopUp(
+            topup_id="tu_0e5b1a2c3d4f4e6a8b9c0d1e2f3a4b5c",
+            credits=930,
+            attempt=1,
+            requested_at=LATER,
+        ),
+        last={
+            "topup_id": "tu_9a8b7c6d5e4f4a3b2c1d0e9f8a7b6c5d",
+            "status": "closed",
+            "by": "pi_3Nk2",
+        },
+    ),
+    "SetTenantTopUpBody": SetTenantTopUp(below=0, amount=500),
+    "TopUpPolicyView": TopUpPolicyView(policy=TopUpSettings(below=0, amount=500), source="tenant"),
+    "NewWebhookSecret": NewWebhookSecret(
+        secret="whsec_example_not_a_real_secret_Docs"  # noqa: S106 - an example
+    ),
+    "WebhookSecretView": STRIPE_SECRET,
+    "WebhookSecretList": WebhookSecretList(items=[STRIPE_SECRET]),
+    "WebhookReceipt": WebhookReceipt(event_id=STRIPE_EVENT, status="applied"),
+    "InboxPage": InboxPage(
+        items=[
+            InboxEvent(
+                seq=41,
+                provider="stripe",
+                event_id=STRIPE_EVENT,
+                type="checkout.session.completed",
+                status="applied",
+                received_at=AT,
+                payload=msgspec.Raw(STRIPE_PAYLOAD),
+                applied_at=AT,
+                payment_ref="pi_3Nk2",
+                account_id=ACCOUNT,
+                position=1_230,
+            )
+        ],
+        next_after=None,
+    ),
+    "NewEndpoint": NewEndpoint(
+        url=ENDPOINT.url, event_types=ENDPOINT.event_types, description=ENDPOINT.description
+    ),
+    "EndpointView": msgspec.structs.replace(
+        ENDPOINT,
+        secret="whsec_exampleNotARealSecretForTheDocs000000000000=",  # noqa: S106 - an example
+    ),
+    "EndpointList": EndpointList(
+        items=[
+            ENDPOINT,
+            EndpointView(
+                endpoint_id="ep_1b2c3d4e5f6a4b7c8d9e0f1a2b3c4d5e",
+                url="https://old.example.com/hooks",
+                event_types=[],
+                description="",
+                enabled=False,
+                created_at=AT,
+                updated_at=LATER,
+                disabled_reason="every attempt failed for 1 day, 0:12:00 (31 in a row); "
+                "last: answered 503",
+                consecutive_failures=31,
+                failing_since=AT - timedelta(days=1),
+            ),
+        ]
+    ),
+    "EndpointPatch": EndpointPatch(enabled=True),
+    "DeliveryPage": DeliveryPage(
+        items=[
+            DeliveryView(
+                delivery_id=812,
+                message_id="msg_1234",
+                type="entry.consume",
+                account_id=ACCOUNT,
+                position=1_234,
+                status="delivered",
+                attempts=2,
+                created_at=LATER,
+                delivered_at=DELIVERED_AT,
+                last_status=200,
+                attempt_log=[
+                    AttemptView(
+                        attempt=1,
+                        at=LATER + timedelta(seconds=10),
+                        duration_ms=10_000,
+                        error="no answer within the response timeout",
+                        answer="",
+                    ),
+                    AttemptView(
+                        attempt=2, at=DELIVERED_AT, duration_ms=84, status=200, answer="ok"
+                    ),
+                ],
+            )
+        ],
+        next_after=None,
+    ),
+    "Redelivery": Redelivery(delivery_id=812),
+}
+
 
 # By OpenAPI component name. Command bodies are the commands themselves.
 EXAMPLES: dict[str, msgspec.Struct] = {
@@ -154,12 +345,19 @@ EXAMPLES: dict[str, msgspec.Struct] = {
     "Problem": problem(
         "insufficient_credits", "available 90 (overdraft limit 0) is short of 1000", available=90
     ),
+    **MONEY,
 }
+
+
+def as_json(value: Any) -> Any:
+    """What the API sends for `value`, decoded: through JSON, not `msgspec.to_builtins`, which
+    has no form for a `msgspec.Raw` (the payment inbox's payload, JSON already)."""
+    return msgspec.json.decode(msgspec.json.encode(value))
 
 
 def example_of(name: str, properties: dict[str, Any]) -> Any:
     """The example as JSON-ready data, with only the fields the component shows."""
-    data = msgspec.to_builtins(EXAMPLES[name])
+    data = as_json(EXAMPLES[name])
     if isinstance(data, dict) and properties:
         data = {key: value for key, value in data.items() if key in properties}
     return data

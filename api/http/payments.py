@@ -68,13 +68,32 @@ class NewWebhookSecret(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
 
 
 class WebhookSecretList(msgspec.Struct, frozen=True, kw_only=True):
-    items: list[WebhookSecretView]
+    items: Annotated[
+        list[WebhookSecretView],
+        msgspec.Meta(description="The tenant's secrets, oldest first, never the secrets"),
+    ]
 
 
 class WebhookReceipt(msgspec.Struct, frozen=True, kw_only=True):
-    event_id: str
-    status: str  # applied | ignored | failed
-    duplicate: bool = False
+    event_id: Annotated[str, msgspec.Meta(description="The Stripe event's id (evt_...)")]
+    status: Annotated[
+        str,
+        msgspec.Meta(
+            description=(
+                "applied (it credited or reversed), ignored (nothing to do) or failed (it "
+                "cannot be applied as it is): the inbox row's detail says why"
+            )
+        ),
+    ]
+    duplicate: Annotated[
+        bool,
+        msgspec.Meta(
+            description=(
+                "True when the event was received before: it is not applied again (one kept "
+                "but never applied, the ledger being unavailable, is applied now)"
+            )
+        ),
+    ] = False
 
 
 class Applied(msgspec.Struct, frozen=True, kw_only=True):
@@ -201,6 +220,13 @@ class StripeWebhookController(Controller):
     async def receive_stripe_event(
         self, services: ServicesDep, tenant_id: TenantIdParam, request: Request[Any, Any, Any]
     ) -> WebhookReceipt:
+        """Stripe's webhook for the tenant of the path. No API key: the `Stripe-Signature`
+        header must carry a v1 HMAC-SHA256 of `<t>.<the raw body>` keyed by one of the tenant's
+        secrets, `t` within 300 s of now; else 400 invalid_signature and nothing is recorded.
+        The event is kept raw in the inbox, then applied: a paid checkout session or payment
+        intent is a purchase, a refund or dispute a reversal, any other type is ignored. A
+        redelivery answers `duplicate: true` and is not applied again (unless it never was);
+        503 when the ledger cannot apply it now, so that Stripe sends it again."""
         return await receive_stripe(services, tenant_id, request)
 
 
@@ -218,6 +244,10 @@ class WebhookSecretController(Controller):
     async def add_stripe_secret(
         self, principal: PrincipalDep, services: ServicesDep, data: JSONBody[NewWebhookSecret]
     ) -> WebhookSecretView:
+        """Adds a signing secret of the tenant's Stripe endpoint (`whsec_...`, 8 to 256
+        characters), sealed with LEDGER_SECRET_KEY: no answer shows it again, only its last 4
+        characters. At most 5 per tenant (409): to rotate, add the new one, then delete the
+        old one once Stripe no longer signs with it; meanwhile either verifies."""
         secret = data.secret.strip()
         if not secret.isprintable() or len(secret) < 8:
             raise ApiError("validation_error", "secret must be at least 8 printable characters")
@@ -231,6 +261,8 @@ class WebhookSecretController(Controller):
     async def list_stripe_secrets(
         self, principal: PrincipalDep, services: ServicesDep
     ) -> WebhookSecretList:
+        """The tenant's Stripe signing secrets, oldest first: their ids and hints, never the
+        secrets."""
         items = await payment_store(services).list_secrets(principal.tenant(), STRIPE)
         return WebhookSecretList(items=items)
 
@@ -242,6 +274,8 @@ class WebhookSecretController(Controller):
     async def delete_stripe_secret(
         self, principal: PrincipalDep, services: ServicesDep, secret_id: SecretIdParam
     ) -> None:
+        """Deletes the secret: events signed with it alone answer 400 invalid_signature from
+        then on. A secret the tenant does not have answers 404."""
         if not await payment_store(services).delete_secret(principal.tenant(), STRIPE, secret_id):
             raise ApiError("not_found", f"secret {secret_id} not found")
 
@@ -268,5 +302,8 @@ class PaymentInboxController(Controller):
         after: After = 0,
         limit: Limit = INBOX_PAGE_DEFAULT,
     ) -> Response[InboxPage]:
+        """The operator's view of the tenant's payment inbox: every verified event, raw as it
+        arrived, oldest first, with what became of it (received, applied, ignored, failed).
+        Page with `after` (a seq) and `limit` (1 to 1,000, default 100)."""
         page = await payment_store(services).events(tenant_id, after, limit)
         return Response(page)

@@ -34,6 +34,9 @@ class PriceBookController(Controller):
     async def read_price_book(
         self, principal: PrincipalDep, services: ServicesDep
     ) -> PriceBookView:
+        """The version in effect now (`current`: the one with the latest `effective_from` at or
+        before now; null until the first takes effect) and those whose `effective_from` is
+        still ahead, soonest first. 404 before the first version is published."""
         outcome = await services.writer.submit(principal.envelope(GetPriceBook()))
         assert isinstance(outcome.value, PriceBookView)
         return outcome.value
@@ -46,6 +49,8 @@ class PriceBookController(Controller):
     async def read_price_book_history(
         self, principal: PrincipalDep, services: ServicesDep
     ) -> PriceBookHistory:
+        """Every version published, oldest first (none yet: an empty list). A version is never
+        changed or removed: this is the record of what every quote and purchase was priced by."""
         outcome = await services.writer.submit(principal.envelope(GetPriceBookHistory()))
         assert isinstance(outcome.value, PriceBookHistory)
         return outcome.value
@@ -72,6 +77,9 @@ class OperatorPriceBookController(Controller):
         idempotency_key: IdempotencyHeader,
         data: JSONBody[PublishPriceBook],
     ) -> Response[PriceBookVersionView]:
+        """The operator's publish for the tenant of the path, as PUT /v1/price-book: a new
+        version (numbered from 1) of 1 to 50 rules, one per currency, in effect from
+        `effective_from` (default now; not in the past). At most 1,000 versions (409)."""
         refuse_key_in_body(data)
         command = msgspec.structs.replace(data, idempotency_key=idempotency_key)
         return answer(await services.writer.submit(Envelope(tenant_id=tenant_id, command=command)))

@@ -27,6 +27,9 @@ class TopUpController(Controller):
     async def read_account_topup(
         self, principal: PrincipalDep, services: ServicesDep, account_id: AccountIdParam
     ) -> AccountTopUpView:
+        """The policy that applies to the account (its own, else the tenant's default: `source`
+        says which), the request open now, how many were requested this calendar month (UTC),
+        and how the last one ended."""
         command = GetAccountTopUp(account_id=account_id)
         outcome = await services.writer.submit(principal.envelope(command))
         assert isinstance(outcome.value, AccountTopUpView)
@@ -40,6 +43,8 @@ class TopUpController(Controller):
     async def read_tenant_topup(
         self, principal: PrincipalDep, services: ServicesDep
     ) -> TopUpPolicyView:
+        """The tenant's default policy, for the accounts without their own; `policy` null
+        while none is set."""
         outcome = await services.writer.submit(principal.envelope(GetTenantTopUp()))
         assert isinstance(outcome.value, TopUpPolicyView)
         return outcome.value

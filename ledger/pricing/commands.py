@@ -21,8 +21,13 @@ class PublishPriceBook(Command, tag="publish_price_book", frozen=True, kw_only=T
     """Publishes a new version of the tenant's price book, in effect from `effective_from`
     (default: now). Versions are never changed: a correction is a new version."""
 
-    rules: list[PriceRule]
-    effective_from: datetime | None = None
+    rules: Annotated[
+        list[PriceRule], Meta(description="1 to 50 rules, one per currency, each named once")
+    ]
+    effective_from: Annotated[
+        datetime | None,
+        Meta(description="When it takes effect: with a time zone, not in the past; default now"),
+    ] = None
 
     fingerprint_fields: ClassVar[frozenset[str]] = frozenset({"rules", "effective_from"})
 
@@ -41,13 +46,22 @@ class CreateQuote(Command, tag="create_quote", frozen=True, kw_only=True):
     price that buys them. A purchase naming the quote before `expires_at` is credited exactly
     its credits, once."""
 
-    price: Price | None = None
+    price: Annotated[
+        Price | None, Meta(description="What this price buys (else give credits and currency)")
+    ] = None
     credits: Amount | None = None
     currency: Annotated[str, Meta(description="With credits: the currency to price them in")] = ""
     account_id: Annotated[
         AccountId, Meta(description="When given, only a purchase on this account may redeem it")
     ] = ""
-    expires_in_s: Annotated[int, Meta(ge=1, le=QUOTE_EXPIRES_IN_S_MAX)] = QUOTE_EXPIRES_IN_S_DEFAULT
+    expires_in_s: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=QUOTE_EXPIRES_IN_S_MAX,
+            description="Seconds the quote holds (1 to 86,400, default 900)",
+        ),
+    ] = QUOTE_EXPIRES_IN_S_DEFAULT
 
     fingerprint_fields: ClassVar[frozenset[str]] = frozenset(
         {"price", "credits", "currency", "account_id", "expires_in_s"}

@@ -44,7 +44,15 @@ class PriceRule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     currency: Annotated[str, Meta(description="ISO 4217, e.g. USD")]
     credits_per_unit: Annotated[str, Meta(description='Credits per unit, a decimal string "100"')]
     bonus_percent: Annotated[str, Meta(description="Extra credits, in % of the credits")] = "0"
-    tiers: list[Tier] = []
+    tiers: Annotated[
+        list[Tier],
+        Meta(
+            description=(
+                "At most 20 volume tiers, min_amount rising; all-units: the tier with the "
+                "highest min_amount at or below the price sets the rate of the whole purchase"
+            )
+        ),
+    ] = []
     decimals: Annotated[int, Meta(ge=0, le=DECIMALS_MAX, description="Minor unit digits")] = 2
 
 

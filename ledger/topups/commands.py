@@ -12,7 +12,7 @@ from ledger.checks import check_text
 from ledger.commands import AccountCommand, Command
 from ledger.errors import InvalidCommandError
 from ledger.limits import AMOUNT_MAX
-from ledger.topups.policy import MONTHLY_MAX_LIMIT, TopUpSettings
+from ledger.topups.policy import MONTHLY_MAX_LIMIT, Enabled, TopUpSettings
 from ledger.topups.record import TOPUP_ATTEMPTS_MAX
 
 Below = Annotated[
@@ -45,7 +45,7 @@ class SetAccountTopUp(AccountCommand, tag="set_account_topup", frozen=True, kw_o
     target: Target = None
     amount: Amount = None
     monthly_max: MonthlyMax = 1
-    enabled: bool = True
+    enabled: Enabled = True
 
     fingerprint_fields: ClassVar[frozenset[str]] = frozenset(
         {"account_id", "below", "target", "amount", "monthly_max", "enabled"}
@@ -65,7 +65,7 @@ class SetTenantTopUp(Command, tag="set_tenant_topup", frozen=True, kw_only=True)
     target: Target = None
     amount: Amount = None
     monthly_max: MonthlyMax = 1
-    enabled: bool = True
+    enabled: Enabled = True
 
     fingerprint_fields: ClassVar[frozenset[str]] = frozenset(
         {"below", "target", "amount", "monthly_max", "enabled"}

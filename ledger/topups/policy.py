@@ -21,13 +21,26 @@ from ledger.topics import stored_as
 # Top-ups one policy may request in a calendar month: a bound on runaway charges.
 MONTHLY_MAX_LIMIT = 1_000
 
+Enabled = Annotated[
+    bool,
+    Meta(
+        description=(
+            "false: the policy stays but asks for nothing (an account's own still stands "
+            "before the tenant's default)"
+        )
+    ),
+]
+
 
 class TopUpSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     below: Annotated[int, Meta(ge=-AMOUNT_MAX, le=AMOUNT_MAX, description="Ask below this")]
     target: Annotated[int, Meta(ge=1, le=AMOUNT_MAX, description="Top up to this")] | None = None
     amount: Annotated[int, Meta(ge=1, le=AMOUNT_MAX, description="Or buy this many")] | None = None
-    monthly_max: Annotated[int, Meta(ge=1, le=MONTHLY_MAX_LIMIT)] = 1
-    enabled: bool = True
+    monthly_max: Annotated[
+        int,
+        Meta(ge=1, le=MONTHLY_MAX_LIMIT, description="Top-ups per calendar month (UTC), at most"),
+    ] = 1
+    enabled: Enabled = True
 
     def check(self) -> None:
         if (self.target is None) == (self.amount is None):
