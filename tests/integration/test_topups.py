@@ -190,10 +190,6 @@ async def item_for(database_url: str, schema: str, detail_prefix: str) -> asyncp
     return found[-1]
 
 
-def requests(ledger: Ledger, database_url: str) -> int:
-    return topup_events(ledger, database_url)
-
-
 async def open_topup(writer: Writer) -> Any:
     return (await writer.submit(c.GetAccountTopUp(tenant_id=T, account_id=A))).value
 
@@ -215,7 +211,7 @@ async def test_a_due_retry_asks_again_with_the_same_topup_id_until_the_purchase_
         first = await item_for(database_url, schema, "2:")
         clock.at = first["due_at"]
         scheduler.wake()
-        await wait_until(lambda: requests(ledger, database_url) == 2)
+        await wait_until(lambda: topup_events(ledger, database_url) == 2)
         view = await open_topup(timed_writer)
         assert view.open.attempt == 2
         topup_id = view.open.topup_id
@@ -238,7 +234,7 @@ async def test_a_due_retry_asks_again_with_the_same_topup_id_until_the_purchase_
             clock.move(hours=2)
             scheduler.wake()
             await asyncio.sleep(0.1)
-    assert requests(ledger, database_url) == 2  # nothing after the purchase
+    assert topup_events(ledger, database_url) == 2  # nothing after the purchase
     assert scheduler.sent == 1
     view = await open_topup(timed_writer)
     assert view.open is None and view.last == {
@@ -267,10 +263,10 @@ async def test_retries_are_sent_on_time_once_through_a_failover_then_it_is_aband
             clock.at = first["due_at"] - timedelta(seconds=1)
             active.wake()
             await asyncio.sleep(0.2)
-            assert requests(ledger, database_url) == 1
+            assert topup_events(ledger, database_url) == 1
             clock.at = first["due_at"]
             active.wake()
-            await wait_until(lambda: requests(ledger, database_url) == 2)
+            await wait_until(lambda: topup_events(ledger, database_url) == 2)
 
             # The active scheduler stops as it sends the next retry: its command commits, and
             # the standby, taking over, may find the item not yet marked done and send it again.
@@ -290,12 +286,12 @@ async def test_retries_are_sent_on_time_once_through_a_failover_then_it_is_aband
             await wait_until(lambda: standby.active)
             standby.wake()
             third = await item_for(database_url, schema, "4:")
-            assert requests(ledger, database_url) == 3
+            assert topup_events(ledger, database_url) == 3
 
             clock.at = third["due_at"]
             standby.wake()
             last = await item_for(database_url, schema, f"{TOPUP_ATTEMPTS_MAX + 1}:")
-            assert requests(ledger, database_url) == TOPUP_ATTEMPTS_MAX
+            assert topup_events(ledger, database_url) == TOPUP_ATTEMPTS_MAX
 
             clock.at = last["due_at"]  # the last attempt unanswered: given up
             standby.wake()
@@ -308,7 +304,7 @@ async def test_retries_are_sent_on_time_once_through_a_failover_then_it_is_aband
                 clock.move(days=1)
                 standby.wake()
                 await asyncio.sleep(0.1)
-    assert requests(ledger, database_url) == TOPUP_ATTEMPTS_MAX
+    assert topup_events(ledger, database_url) == TOPUP_ATTEMPTS_MAX
     record_events = await fetch(
         database_url,
         schema,
@@ -383,7 +379,7 @@ async def test_a_retry_due_in_the_old_watchers_table_is_found_in_the_event_store
     watcher = TopUpWatcher(database_url, schema, new_mapper(), timed_writer.submit)
     async with running_roles(watcher):
         await cross(timed_writer)
-        await wait_until(lambda: requests(ledger, database_url) == 1)
+        await wait_until(lambda: topup_events(ledger, database_url) == 1)
     asked = await open_topup(timed_writer)
     if before == "due_model_of_issue_14":
         old = scheduler_of(database_url, schema, clock, without_topup_retries())
@@ -423,7 +419,7 @@ async def test_a_retry_due_in_the_old_watchers_table_is_found_in_the_event_store
         assert item["detail"] == f"2:{asked.open.topup_id}"
         clock.at = item["due_at"]
         scheduler.wake()
-        await wait_until(lambda: requests(ledger, database_url) == 2)
+        await wait_until(lambda: topup_events(ledger, database_url) == 2)
     view = await open_topup(timed_writer)
     assert (view.open.topup_id, view.open.attempt) == (asked.open.topup_id, 2)
     kinds = await fetch(
