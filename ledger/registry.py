@@ -46,6 +46,9 @@ SCHEDULE_KEYS = "schedule"
 # idempotency key of the command acting on it) stays within IDEMPOTENCY_KEY_LENGTH_MAX.
 DUE_KIND_LENGTH_MAX = 32
 DUE_ITEM_KEY_LENGTH_MAX = 160
+# What an item's command needs beyond its key (a top-up retry's topup_id and attempt): a few
+# ids, never a payload.
+DUE_DETAIL_LENGTH_MAX = 200
 
 
 @dataclass(frozen=True)
@@ -86,26 +89,30 @@ class CommandSpec:
 
 @dataclass(frozen=True)
 class DueChange:
-    """What one stored event does to one due item: sets its due time, or (`due_at` None)
-    clears it, its work done by that event."""
+    """What one stored event does to one due item: sets its due time (and its `detail`), or
+    (`due_at` None) clears it, its work done by that event."""
 
     kind: str
     key: str
     tenant_id: str
     account_id: str
     due_at: datetime | None
+    detail: str = ""
 
 
 @dataclass(frozen=True)
 class DueItem:
     """Something that falls due: `kind` names the area's schedule, `key` the thing (a hold's
-    id, a lot's), `due_at` when its command must run."""
+    id, a lot's, the account whose top-up request is open), `due_at` when its command must
+    run, `detail` what that command needs beyond the key (a top-up's id and next attempt),
+    as the event that set it said."""
 
     tenant_id: str
     account_id: str
     kind: str
     key: str
     due_at: datetime
+    detail: str = ""
 
 
 def due_key(item: DueItem) -> str:
@@ -123,12 +130,18 @@ class Schedule:
     with its pinned `TOPIC`), what one such event does (`changes`), and the command that acts
     on an item once it is due (`command`, its idempotency key `due_key(item)`; its spec has
     `key_space=SCHEDULE_KEYS`). A command that finds nothing left to do (a lot used up before
-    its expiry) still clears its item once it has committed."""
+    its expiry) still clears its item once it has committed.
+
+    `reads_wait`: whether a read of the read models waits until this kind's due items are
+    recorded (projections/due_times.py `ExpiryReads`): yes when their commands change what a
+    read shows (an expiry changes balances); a top-up's retry records a request of 0 credits,
+    so reads do not wait for it (nor fail while the scheduler is down)."""
 
     kind: str
     events: tuple[type, ...]
     changes: Callable[[Any], Iterable[DueChange]]
     command: Callable[[DueItem], Command]
+    reads_wait: bool = True
 
 
 @dataclass(frozen=True)
@@ -179,6 +192,20 @@ class Registry:
         for event_class in schedule.events:
             topic = event_class.TOPIC  # type: ignore[attr-defined]
             self.schedules_by_topic.setdefault(topic, []).append(schedule)
+
+    def topics_of(self, kinds: Iterable[str]) -> list[str]:
+        """The stored topics whose events add or clear due items of these kinds."""
+        wanted = set(kinds)
+        return sorted(
+            topic
+            for topic, schedules in self.schedules_by_topic.items()
+            if any(schedule.kind in wanted for schedule in schedules)
+        )
+
+    @property
+    def read_wait_kinds(self) -> list[str]:
+        """The kinds of due item a read of the read models waits for (`Schedule.reads_wait`)."""
+        return sorted(kind for kind, schedule in self.schedules.items() if schedule.reads_wait)
 
     @property
     def command_types(self) -> tuple[type[Command], ...]:

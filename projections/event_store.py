@@ -48,6 +48,29 @@ async def events_after(
     return rows
 
 
+async def events_of_topics(
+    conn: asyncpg.Connection,
+    schema: str,
+    after: int,
+    through: int,
+    topics: list[str],
+    limit: int,
+) -> list[asyncpg.Record]:
+    """At most `limit` stored events of the given topics after one position and up to
+    another, in notification_id order: a consumer catching up on a few topics it did not keep
+    before (one pass over the range, since each batch starts after the last one's)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        f"SELECT notification_id, originator_id, originator_version, topic, state "
+        f'FROM "{schema}".ledger_events WHERE notification_id > $1 AND notification_id <= $2 '
+        f"AND topic = ANY($3::text[]) ORDER BY notification_id LIMIT $4",
+        after,
+        through,
+        topics,
+        limit,
+    )
+    return rows
+
+
 async def read_ahead(
     conn: asyncpg.Connection, schema: str, limit: int
 ) -> AsyncGenerator[list[asyncpg.Record], None]:

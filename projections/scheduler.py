@@ -97,8 +97,9 @@ class Scheduler:
 
     @property
     def active(self) -> bool:
-        """Whether this scheduler holds the lock (not a standby)."""
-        return self._tailer.active
+        """Whether this scheduler holds the lock (not a standby) and its due model has caught
+        up on every kind (a schedule new since it was built: docs/adr/0007)."""
+        return self._tailer.active and self.due.ready
 
     async def create_tables(self, conn: asyncpg.Connection) -> None:
         """The due model's tables (and the read models' it reads), if missing."""

@@ -1,5 +1,6 @@
 """The auto top-up commands: set a policy (an account's or the tenant's default), read them,
-and the two the ledger sends itself (the topups role): request one on a crossing, retry one."""
+and the two the ledger sends itself: request one on a crossing (the topups role), retry one
+once due (the scheduler)."""
 
 from __future__ import annotations
 
@@ -96,8 +97,9 @@ class RequestTopUp(AccountCommand, tag="request_topup", frozen=True, kw_only=Tru
 
 
 class RetryTopUp(AccountCommand, tag="retry_topup", frozen=True, kw_only=True):
-    """Sent by the ledger when an open top-up's retry is due: asks again with the same
-    topup_id, or abandons it after TOPUP_ATTEMPTS_MAX requests."""
+    """Sent by the scheduler when an open top-up's retry is due (ledger/topups/schedules.py),
+    under the due item's key: asks again with the same topup_id, or abandons it after
+    TOPUP_ATTEMPTS_MAX requests."""
 
     topup_id: Annotated[str, Meta(min_length=1, max_length=64)]
     attempt: Annotated[int, Meta(ge=2, le=TOPUP_ATTEMPTS_MAX + 1)]

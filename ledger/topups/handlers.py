@@ -121,7 +121,7 @@ def _ask(account: Account, record: TopUpRecord, session: UnitOfWork, **open_: An
             "attempt": open_["attempt"],
             "attempts_max": TOPUP_ATTEMPTS_MAX,
         },
-    )  # by the ledger itself (the top-up watcher): no key, no principal
+    )  # by the ledger itself (the top-up watcher, the scheduler): no key, no principal
     session.add(record)
     session.add(account)
 
